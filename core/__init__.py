@@ -1,0 +1,40 @@
+"""hookline's core: the host that loads provider and workflow plugins.
+
+Plugins import what they need from here: ``from core import hookimpl``.
+"""
+
+from core.hookspecs import hookimpl
+from core.types import (
+    ContactInfo,
+    DeliveryStatus,
+    InboundMessage,
+    MalformedWebhook,
+    Media,
+    Number,
+    OutboundMessage,
+    ParsedWebhook,
+    ProviderError,
+    SendResult,
+    SimulatedWebhook,
+    StatusUpdate,
+    WebhookRequest,
+    WebhookRoute,
+)
+
+__all__ = [
+    "ContactInfo",
+    "DeliveryStatus",
+    "InboundMessage",
+    "MalformedWebhook",
+    "Media",
+    "Number",
+    "OutboundMessage",
+    "ParsedWebhook",
+    "ProviderError",
+    "SendResult",
+    "SimulatedWebhook",
+    "StatusUpdate",
+    "WebhookRequest",
+    "WebhookRoute",
+    "hookimpl",
+]

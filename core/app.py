@@ -1,0 +1,78 @@
+"""The Starlette application: health, webhooks, and a lifespan that runs storage, workers, plugins."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from tortoise.connection import get_connection
+
+from core.config import resolve_config_path
+from core.jobs import dead_handlers, job_handlers
+from core.numbers import sync_config_numbers
+from core.runtime import Runtime, build_runtime
+from core.storage.database import close_storage, open_storage, prepare_schema
+from core.webhooks import webhook_routes
+from core.worker import Worker
+
+log = logging.getLogger("hookline")
+
+
+def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
+    """The app for an assembled runtime. `run_workers=False` leaves the queue to other processes."""
+    host = runtime.host
+    settings = runtime.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await open_storage(settings.database.url)
+        worker: Worker | None = None
+        try:
+            await prepare_schema(settings.database.url)
+            await sync_config_numbers(settings.numbers)
+            await runtime.dispatch.notify("on_startup", host=host)
+            if run_workers:
+                worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
+                worker.start()
+            log.info(
+                "hookline ready: %d number(s), plugins: %s, storage: %s",
+                len(settings.numbers), ", ".join(settings.enabled_plugins) or "none",
+                settings.database.url.split("://", 1)[0],
+            )
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await runtime.dispatch.notify("on_shutdown", host=host)
+            await close_storage()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await get_connection("default").execute_query("SELECT 1")
+        except Exception as exc:
+            log.warning("readyz: storage unreachable: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "storage": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", "storage": "ok"})
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz), *webhook_routes(host)]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for uvicorn workers (`hookline serve --workers N`): the config path comes from
+    HOOKLINE_CONFIG, set by `serve`."""
+    return create_app(build_runtime(resolve_config_path(None, os.environ)))
+
+
+__all__ = ["app_from_environment", "create_app"]

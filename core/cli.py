@@ -1,0 +1,273 @@
+"""The `hookline` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from core.config import CONFIG_ENV_VAR, ConfigError, resolve_config_path
+from core.logs import setup_logging
+from core.plugins import PluginError
+from core.runtime import Runtime, build_runtime
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.command(args)
+    except (ConfigError, PluginError) as exc:
+        print(f"hookline: configuration error\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    runtime = build_runtime(resolve_config_path(args.config))
+    setup_logging(runtime.settings.logging.level, args.log_format or runtime.settings.logging.format)
+    return runtime
+
+
+async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[int]]) -> int:
+    """Open storage (migrating SQLite if needed) and mirror configured numbers, then run `work`."""
+    from core.numbers import sync_config_numbers
+    from core.storage.database import close_storage, open_storage, prepare_schema
+
+    await open_storage(runtime.settings.database.url)
+    try:
+        await prepare_schema(runtime.settings.database.url)
+        await sync_config_numbers(runtime.settings.numbers)
+        return await work()
+    finally:
+        await close_storage()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.app import create_app
+    from core.storage.database import UnmigratedDatabase
+
+    runtime = _runtime(args)
+    server = runtime.settings.server
+    host, port = args.host or server.host, args.port if args.port is not None else server.port
+    try:  # migrate (SQLite) or refuse (PostgreSQL) once, before any worker process starts
+        asyncio.run(_with_storage(runtime, _nothing))
+    except UnmigratedDatabase as exc:
+        print(f"hookline: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.workers > 1:
+        os.environ[CONFIG_ENV_VAR] = str(runtime.settings.path)
+        uvicorn.run("core.app:app_from_environment", factory=True, host=host, port=port,
+                    workers=args.workers, log_config=None, access_log=False)
+    else:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+async def _nothing() -> int:
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    runtime = build_runtime(resolve_config_path(args.config))
+    settings = runtime.settings
+    print(
+        f"{settings.path}: OK — {len(settings.numbers)} number(s); "
+        f"plugins enabled: {', '.join(settings.enabled_plugins) or 'none'}; "
+        f"database: {settings.database.url.split('://', 1)[0]}"
+    )
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from core.storage.database import close_storage, migrate as apply_migrations, open_storage
+
+    runtime = _runtime(args)
+    url = runtime.settings.database.url
+
+    async def run() -> int:
+        await open_storage(url)
+        try:
+            applied = await apply_migrations(url)
+        finally:
+            await close_storage()
+        print("applied: " + ", ".join(applied) if applied else "the database is up to date")
+        return 0
+
+    return asyncio.run(run())
+
+
+def plugins(args: argparse.Namespace) -> int:
+    runtime = build_runtime(resolve_config_path(args.config))
+    rows = [
+        {
+            "name": info.name,
+            "version": info.version or "-",
+            "enabled": info.name in runtime.settings.enabled_plugins,
+            "role": info.role,
+            "source": info.source,
+            "hooks": info.hooks,
+        }
+        for info in sorted(runtime.available.values(), key=lambda info: info.name)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    _table(
+        ["name", "version", "enabled", "role", "hooks"],
+        [[r["name"], r["version"], "yes" if r["enabled"] else "no", r["role"], ", ".join(r["hooks"])] for r in rows],
+    )
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    host = runtime.host
+    host.number(args.number)  # unknown id: a clear error before touching storage
+
+    async def work() -> int:
+        conversation = await host.conversation_with(args.number, args.to)
+        message = await host.send_text(conversation, args.text)
+        print(message.id)
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
+def messages(args: argparse.Namespace) -> int:
+    from core.storage.models import Message
+
+    runtime = _runtime(args)
+
+    async def work() -> int:
+        query = Message.all().order_by("id").prefetch_related("conversation")
+        if args.conversation is not None:
+            query = query.filter(conversation_id=args.conversation)
+        rows = [
+            {
+                "id": m.id,
+                "conversation": m.conversation_id,
+                "number": m.conversation.number_id,
+                "direction": m.direction.value,
+                "status": m.status.value,
+                "provider": m.provider,
+                "external_id": m.external_id,
+                "text": m.text,
+                "error_code": m.error_code,
+                "error_text": m.error_text,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in await query.limit(args.limit)
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            _table(
+                ["id", "conv", "dir", "status", "provider", "text", "error"],
+                [[r["id"], r["conversation"], r["direction"], r["status"], r["provider"],
+                  _clip(r["text"]), _clip(" ".join(filter(None, [r["error_code"], r["error_text"]])))] for r in rows],
+            )
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
+def simulate(args: argparse.Namespace) -> int:
+    import httpx
+
+    runtime = _runtime(args)
+    provider = runtime.dispatch.providers.get(args.provider)
+    if provider is None:
+        print(f"hookline: {args.provider!r} is not an enabled provider", file=sys.stderr)
+        return EXIT_CONFIG
+    if not provider.implements("provider_simulate_webhook"):
+        print(f"hookline: provider {args.provider!r} cannot simulate webhooks", file=sys.stderr)
+        return 1
+    numbers = runtime.host.numbers_of(args.provider)
+    number = runtime.host.number(args.number) if args.number else (numbers[0] if numbers else None)
+    if number is None or number.provider != args.provider:
+        print(f"hookline: no {args.provider} number {'with id ' + repr(args.number) if args.number else 'configured'}", file=sys.stderr)
+        return EXIT_CONFIG
+    server = runtime.settings.server
+    base = (args.url or f"http://{server.host}:{server.port}").rstrip("/")
+    simulated = provider.simulate_webhook(number, args.sender, args.text, server.public_url)
+    response = httpx.request(simulated.method, base + simulated.path, content=simulated.body, headers=simulated.headers)
+    print(f"{response.status_code} {response.headers.get('content-type', '')}\n{response.text}")
+    return 0 if response.is_success else 1
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [headers, *[[("" if v is None else str(v)) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+
+
+def _clip(text: str | None, width: int = 48) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or config/hookline.toml)")
+    common.add_argument("--log-format", choices=["text", "json"], help="overrides [logging] format")
+
+    parser = argparse.ArgumentParser(prog="hookline", description="WhatsApp chat-ops server with provider and workflow plugins.")
+    commands = parser.add_subparsers(title="commands")
+
+    def command(name: str, function: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(command=function)
+        return sub
+
+    sub = command("serve", serve, "run the server (webhooks, workers)")
+    sub.add_argument("--host", help="overrides [server] host")
+    sub.add_argument("--port", type=int, help="overrides [server] port")
+    sub.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+    command("check-config", check_config, "validate the config file and print every problem")
+    command("migrate", migrate, "apply database migrations")
+
+    sub = command("plugins", plugins, "list installed plugins: name, version, enabled, role, hooks")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("send", send, "queue a text message; prints its id (a running server sends it)")
+    sub.add_argument("--number", required=True, help="the id of one of our numbers")
+    sub.add_argument("--to", required=True, help="the customer's phone, +E164")
+    sub.add_argument("text")
+
+    sub = command("messages", messages, "list stored messages with their status")
+    sub.add_argument("--conversation", type=int)
+    sub.add_argument("--limit", type=int, default=200)
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("simulate", simulate, "post a correctly proven sample webhook to a running server")
+    sub.add_argument("provider")
+    sub.add_argument("text", nargs="?", default="hola")
+    sub.add_argument("--number", help="our number's id (default: the provider's first)")
+    sub.add_argument("--from", dest="sender", default="+15550100123", help="the customer's phone")
+    sub.add_argument("--url", help="server base URL (default: http://[server] host:port)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The one object hooks receive: what plugins may ask of hookline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pydantic import BaseModel
+from tortoise.transactions import in_transaction
+
+from core.config import Settings
+from core.dispatch import Dispatch
+from core.intake import conversation_for
+from core.queue import WorkQueue
+from core.sending import enqueue_outbound
+from core.storage.models import Contact, Conversation, Message
+from core.types import Media, Number, UnknownNumber
+
+
+class Host:
+    """Configuration, numbers and the sending API, shared by the app, the workers and the CLI."""
+
+    def __init__(self, settings: Settings, dispatch: Dispatch, queue: WorkQueue) -> None:
+        self.settings = settings
+        self.dispatch = dispatch
+        self.queue = queue
+        self.numbers: Mapping[str, Number] = {number.id: number for number in settings.numbers}
+        self.log = logging.getLogger("hookline")
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.server.public_url
+
+    def number(self, number_id: str) -> Number:
+        try:
+            return self.numbers[number_id]
+        except KeyError:
+            raise UnknownNumber(f"no number with id {number_id!r}") from None
+
+    def numbers_of(self, provider: str) -> list[Number]:
+        return [number for number in self.numbers.values() if number.provider == provider]
+
+    def plugin_settings(self, name: str) -> BaseModel | None:
+        return self.settings.plugin_settings.get(name)
+
+    def webhook_url(self, provider: str, path: str = "") -> str:
+        return f"{self.public_url}/webhooks/whatsapp/{provider}{path}"
+
+    def status_callback_url(self, provider: str) -> str | None:
+        """Where the provider posts statuses, if it has a route named "status"."""
+        for route in self.dispatch.provider(provider).routes:
+            if route.name == "status":
+                return self.webhook_url(provider, route.path)
+        return None
+
+    async def send_text(self, conversation: Conversation | int, text: str) -> Message:
+        """Queue a text to the conversation's contact through the number's provider."""
+        return await enqueue_outbound(self, await _conversation(conversation), text=text)
+
+    async def send_media(self, conversation: Conversation | int, media: Media, caption: str | None = None) -> Message:
+        """Queue a media message (`media.url` must be fetchable by the provider)."""
+        return await enqueue_outbound(self, await _conversation(conversation), text=caption, media=media)
+
+    async def conversation_with(self, number_id: str, address: str, name: str | None = None) -> Conversation:
+        """The conversation between a number and an address, created if new (for first contact)."""
+        self.number(number_id)
+        async with in_transaction() as connection:
+            contact, _ = await Contact.get_or_create(address=address, defaults={"name": name}, using_db=connection)
+            return await conversation_for(connection, number_id, contact)
+
+
+async def _conversation(conversation: Conversation | int) -> Conversation:
+    if isinstance(conversation, Conversation):
+        return conversation
+    return await Conversation.get(id=conversation)

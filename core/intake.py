@@ -1,0 +1,188 @@
+"""Storing what a proven webhook carried: idempotently, with its work, in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from core.queue import WorkQueue
+from core.storage.models import Contact, Conversation, Message, StatusEvent
+from core.types import (
+    STATUS_RANK,
+    ConversationState,
+    DeliveryStatus,
+    Direction,
+    InboundMessage,
+    ParsedWebhook,
+    StatusUpdate,
+)
+
+log = logging.getLogger("hookline.intake")
+
+#: How often a transaction that lost a race to a concurrent duplicate is run again.
+_RACE_RETRIES = 5
+
+
+@dataclass(slots=True)
+class IntakeResult:
+    stored: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    statuses_applied: int = 0
+    statuses_kept: int = 0
+
+
+def inbound_key(conversation_id: int) -> str:
+    """Ordering key for everything workflows see about a conversation."""
+    return f"in:{conversation_id}"
+
+
+def outbound_key(conversation_id: int) -> str:
+    """Ordering key for a conversation's sends (kept apart so a slow send never holds up replies)."""
+    return f"out:{conversation_id}"
+
+
+async def record_webhook(
+    provider: str,
+    parsed: ParsedWebhook,
+    status_map: Mapping[str, DeliveryStatus],
+    queue: WorkQueue,
+) -> IntakeResult:
+    """Store messages and statuses; enqueue workflow work for what is new. All or nothing."""
+    for attempt in range(_RACE_RETRIES):
+        try:
+            async with in_transaction() as connection:
+                result = IntakeResult()
+                for message in parsed.messages:
+                    await _store_message(connection, provider, message, queue, result)
+                for update in parsed.statuses:
+                    await apply_status(connection, provider, update, status_map.get(update.raw_status), queue, result)
+            if result.stored or result.statuses_applied:
+                queue.wake()
+            return result
+        except IntegrityError:
+            # A concurrent delivery of the same webhook committed first; the next try sees its rows.
+            if attempt == _RACE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _store_message(
+    connection: BaseDBAsyncClient, provider: str, message: InboundMessage, queue: WorkQueue, result: IntakeResult
+) -> None:
+    if await Message.filter(provider=provider, external_id=message.external_id).using_db(connection).exists():
+        result.duplicates += 1
+        return
+    contact = await _contact(connection, message)
+    conversation = await conversation_for(connection, message.number_id, contact)
+    now = datetime.now(UTC)
+    stored = await Message.create(
+        conversation_id=conversation.id,
+        direction=Direction.INBOUND,
+        kind=message.kind,
+        text=message.text,
+        media=[item.to_json() for item in message.media],
+        data=message.data,
+        provider=provider,
+        external_id=message.external_id,
+        reply_to=message.reply_to,
+        status=DeliveryStatus.RECEIVED,
+        payload=message.raw,
+        sent_at=message.timestamp,
+        status_at=now,
+        using_db=connection,
+    )
+    await Conversation.filter(id=conversation.id).using_db(connection).update(
+        last_message_at=now, state=ConversationState.OPEN
+    )
+    await queue.enqueue(connection, "inbound", {"message_id": stored.id}, ordering_key=inbound_key(conversation.id))
+    result.stored.append(stored.id)
+
+
+async def _contact(connection: BaseDBAsyncClient, message: InboundMessage) -> Contact:
+    info = message.contact
+    contact = await Contact.filter(address=info.address).using_db(connection).first()
+    if contact is None:
+        return await Contact.create(address=info.address, name=info.name, wa_id=info.wa_id, using_db=connection)
+    changes = {
+        name: value
+        for name, value in (("name", info.name), ("wa_id", info.wa_id))
+        if value and getattr(contact, name) != value
+    }
+    if changes:
+        await Contact.filter(id=contact.id).using_db(connection).update(**changes)
+    return contact
+
+
+async def conversation_for(connection: BaseDBAsyncClient, number_id: str, contact: Contact) -> Conversation:
+    """The conversation of (number, contact), created if new, locked until the transaction ends.
+
+    The row lock serialises one conversation's writers on PostgreSQL, so message ids (and so job
+    order) follow commit order within a conversation.
+    """
+    query = Conversation.filter(number_id=number_id, contact_id=contact.id).using_db(connection)
+    conversation = await query.select_for_update().first()
+    if conversation is None:
+        conversation = await Conversation.create(number_id=number_id, contact_id=contact.id, using_db=connection)
+    return conversation
+
+
+async def apply_status(
+    connection: BaseDBAsyncClient,
+    provider: str,
+    update: StatusUpdate,
+    status: DeliveryStatus | None,
+    queue: WorkQueue,
+    result: IntakeResult,
+) -> None:
+    """Keep the event; move the message forward if the status outranks the current one."""
+    message = await Message.filter(provider=provider, external_id=update.external_id).using_db(connection).first()
+    event = await StatusEvent.create(
+        message_id=message.id if message else None,
+        provider=provider,
+        external_id=update.external_id,
+        raw_status=update.raw_status,
+        status=status,
+        error_code=update.error_code,
+        error_text=update.error_text,
+        occurred_at=update.timestamp,
+        payload=update.raw,
+        using_db=connection,
+    )
+    result.statuses_kept += 1
+    if status is None:
+        log.warning("provider %s sent unknown status %r for %s; kept, not applied", provider, update.raw_status, update.external_id)
+        return
+    if message is None:  # the send may not have stored the provider's id yet; applied then
+        return
+    if await advance_status(connection, message.id, status, update.error_code, update.error_text, update.timestamp):
+        await StatusEvent.filter(id=event.id).using_db(connection).update(applied=True)
+        await queue.enqueue(
+            connection,
+            "status",
+            {"message_id": message.id, "event_id": event.id},
+            ordering_key=inbound_key(message.conversation_id),
+        )
+        result.statuses_applied += 1
+
+
+async def advance_status(
+    connection: BaseDBAsyncClient,
+    message_id: int,
+    status: DeliveryStatus,
+    error_code: str | None = None,
+    error_text: str | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Set `status` only if it outranks the stored one (one conditional UPDATE: race-free)."""
+    lower = [candidate for candidate, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    changes: dict[str, object] = {"status": status, "status_at": at or datetime.now(UTC)}
+    if status is DeliveryStatus.FAILED:
+        changes.update(error_code=error_code, error_text=error_text)
+    updated = await Message.filter(id=message_id, status__in=lower).using_db(connection).update(**changes)
+    return bool(updated)

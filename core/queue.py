@@ -1,0 +1,169 @@
+"""The durable work queue: its interface, and the embedded implementation on the job table.
+
+Guarantees (the port's contract, shared by every implementation):
+
+* a job is enqueued inside the caller's transaction, so it exists exactly when the row it is about
+  does;
+* jobs with the same ``ordering_key`` run one at a time, in enqueue order, even across retries;
+  jobs with different keys run concurrently;
+* a claimed job holds a lease that its worker renews; a crashed worker's jobs are claimed again once
+  their lease runs out (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
+
+from core.storage.models import Job
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # including this one
+
+
+class WorkQueue(Protocol):
+    """What the pipeline, the host and the worker need from a queue."""
+
+    async def enqueue(
+        self,
+        connection: BaseDBAsyncClient,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        ordering_key: str | None = None,
+    ) -> None: ...
+
+    def wake(self) -> None: ...
+
+    async def wait(self, timeout: float) -> None: ...
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]: ...
+
+    async def extend(self, job_ids: list[int], lease_seconds: float) -> None: ...
+
+    async def complete(self, job_id: int) -> None: ...
+
+    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None: ...
+
+    async def bury(self, job_id: int, error: str) -> None: ...
+
+    async def release(self, job_ids: list[int]) -> None: ...
+
+
+class EmbeddedQueue:
+    """Jobs as rows in hookline's own database (SQLite by default; PostgreSQL works too)."""
+
+    def __init__(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._claim_lock = asyncio.Lock()
+
+    async def enqueue(
+        self,
+        connection: BaseDBAsyncClient,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        ordering_key: str | None = None,
+    ) -> None:
+        await Job.create(
+            kind=kind, payload=payload, ordering_key=ordering_key, run_at_ms=now_ms(), using_db=connection
+        )
+
+    def wake(self) -> None:
+        """Tell local workers there is work (call after the enqueuing transaction committed)."""
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Take up to `limit` runnable jobs: due, unleased, and first in line for their key."""
+        connection = get_connection("default")
+        current = now_ms()
+        async with self._claim_lock:
+            rows = await _query(
+                connection,
+                "SELECT j.id FROM hookline_job j"
+                " WHERE ((j.state = 'ready' AND j.run_at_ms <= ?) OR (j.state = 'running' AND j.locked_until_ms < ?))"
+                " AND (j.ordering_key IS NULL OR NOT EXISTS ("
+                "   SELECT 1 FROM hookline_job e WHERE e.ordering_key = j.ordering_key AND e.id < j.id"
+                "   AND e.state IN ('ready', 'running')))"
+                " ORDER BY j.id LIMIT ?",
+                [current, current, limit],
+            )
+            if not rows:
+                return []
+            ids = [row["id"] for row in rows]
+            marks = ", ".join("?" for _ in ids)
+            claimed = await _query(
+                connection,
+                f"UPDATE hookline_job SET state = 'running', attempts = attempts + 1, locked_until_ms = ?"
+                f" WHERE id IN ({marks}) AND ((state = 'ready' AND run_at_ms <= ?)"
+                f" OR (state = 'running' AND locked_until_ms < ?))"
+                f" RETURNING id, kind, payload, attempts",
+                [current + int(lease_seconds * 1000), *ids, current, current],
+            )
+        jobs = [ClaimedJob(row["id"], row["kind"], _json(row["payload"]), row["attempts"]) for row in claimed]
+        return sorted(jobs, key=lambda job: job.id)
+
+    async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
+        if job_ids:
+            await Job.filter(id__in=job_ids, state="running").update(locked_until_ms=now_ms() + int(lease_seconds * 1000))
+
+    async def complete(self, job_id: int) -> None:
+        await Job.filter(id=job_id).delete()
+
+    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None:
+        await Job.filter(id=job_id).update(
+            state="ready", run_at_ms=now_ms() + int(delay_seconds * 1000), locked_until_ms=None, last_error=error[:4000]
+        )
+
+    async def bury(self, job_id: int, error: str) -> None:
+        await Job.filter(id=job_id).update(state="dead", locked_until_ms=None, last_error=error[:4000])
+
+    async def release(self, job_ids: list[int]) -> None:
+        """Give jobs back untouched (graceful shutdown): they do not count as an attempt."""
+        for job_id in job_ids:
+            await _query(
+                get_connection("default"),
+                "UPDATE hookline_job SET state = 'ready', locked_until_ms = NULL, attempts = attempts - 1 WHERE id = ? AND state = 'running'",
+                [job_id],
+            )
+
+
+async def _query(connection: BaseDBAsyncClient, sql: str, values: list[Any]) -> list[dict[str, Any]]:
+    """Run SQL written with `?` placeholders on either backend."""
+    if connection.capabilities.dialect == "postgres":
+        sql = _numbered_placeholders(sql)
+    return list(await connection.execute_query_dict(sql, values))
+
+
+def _numbered_placeholders(sql: str) -> str:
+    parts = sql.split("?")
+    return "".join(part + (f"${index}" if index < len(parts) else "") for index, part in enumerate(parts, 1))
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, (str, bytes)):
+        import json
+
+        return json.loads(value)
+    return dict(value)

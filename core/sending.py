@@ -1,0 +1,115 @@
+"""Outbound messages: stored `pending` with their send job, then delivered by a worker."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from tortoise.transactions import in_transaction
+
+from core.intake import advance_status, inbound_key, outbound_key
+from core.storage.models import Conversation, Message, StatusEvent
+from core.types import DeliveryStatus, Direction, Media, OutboundMessage, ProviderError
+from core.worker import RetryLater
+
+if TYPE_CHECKING:
+    from core.host import Host
+
+log = logging.getLogger("hookline.sending")
+
+
+async def enqueue_outbound(
+    host: Host, conversation: Conversation, *, text: str | None = None, media: Media | None = None
+) -> Message:
+    """Persist the message as `pending` and its send job, in one transaction."""
+    number = host.number(conversation.number_id)
+    async with in_transaction() as connection:
+        message = await Message.create(
+            conversation_id=conversation.id,
+            direction=Direction.OUTBOUND,
+            kind="text" if media is None else _media_kind(media),
+            text=text,
+            media=[media.to_json()] if media else [],
+            provider=number.provider,
+            status=DeliveryStatus.PENDING,
+            status_at=datetime.now(UTC),
+            using_db=connection,
+        )
+        await host.queue.enqueue(connection, "send", {"message_id": message.id}, ordering_key=outbound_key(conversation.id))
+    host.queue.wake()
+    log.info("queued outbound message %s on %s", message.id, number.id)
+    return message
+
+
+def _media_kind(media: Media) -> str:
+    major = (media.content_type or "").split("/", 1)[0]
+    return {"image": "image", "audio": "audio", "video": "video"}.get(major, "document")
+
+
+async def deliver(host: Host, message_id: int) -> None:
+    """The `send` job: hand the message to its provider and record what it said."""
+    message = await Message.get_or_none(id=message_id).prefetch_related("conversation__contact")
+    if message is None or message.status is not DeliveryStatus.PENDING or message.external_id:
+        return  # already sent (a job re-run after a crash) or deleted
+    conversation = message.conversation
+    number = host.number(conversation.number_id)
+    provider = host.dispatch.provider(number.provider)
+    outbound = OutboundMessage(
+        id=message.id,
+        to=conversation.contact.address,
+        text=message.text,
+        media=Media(**message.media[0]) if message.media else None,
+        status_callback_url=host.status_callback_url(number.provider),
+    )
+    try:
+        if outbound.media is None:
+            result = await provider.send_text(host, number, outbound)
+        else:
+            result = await provider.send_media(host, number, outbound)
+    except ProviderError as exc:
+        if exc.retryable:
+            raise RetryLater(f"{number.provider} {exc.code or ''} {exc.message}".strip(), exc.retry_after) from exc
+        await mark_failed(host, message, exc.code, exc.message)
+        return
+    status = provider.status_map.get(result.raw_status, DeliveryStatus.QUEUED)
+    async with in_transaction() as connection:
+        await Message.filter(id=message.id).using_db(connection).update(external_id=result.external_id)
+        moved = await advance_status(connection, message.id, status)
+        event = await StatusEvent.create(
+            message_id=message.id, provider=number.provider, external_id=result.external_id,
+            raw_status=result.raw_status, status=status, applied=moved, using_db=connection,
+        )
+        if moved:
+            await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
+                                     ordering_key=inbound_key(conversation.id))
+        await _apply_early_statuses(host, connection, message, number.provider, result.external_id)
+    host.queue.wake()
+    log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
+
+
+async def _apply_early_statuses(host: Host, connection, message: Message, provider: str, external_id: str) -> None:
+    """Status webhooks can beat the send's answer; apply the best one kept for this id."""
+    early = await StatusEvent.filter(provider=provider, external_id=external_id, message_id=None).using_db(connection).order_by("id")
+    for event in early:
+        await StatusEvent.filter(id=event.id).using_db(connection).update(message_id=message.id)
+        if event.status and await advance_status(connection, message.id, event.status, event.error_code, event.error_text, event.occurred_at):
+            await StatusEvent.filter(id=event.id).using_db(connection).update(applied=True)
+            await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
+                                     ordering_key=inbound_key(message.conversation_id))
+
+
+async def mark_failed(host: Host, message: Message, code: str | None, text: str) -> None:
+    """A permanent failure: the message ends `failed` with the provider's code and reason."""
+    async with in_transaction() as connection:
+        moved = await advance_status(connection, message.id, DeliveryStatus.FAILED, code, text)
+        event = await StatusEvent.create(
+            message_id=message.id, provider=message.provider, external_id=message.external_id,
+            raw_status="send_failed", status=DeliveryStatus.FAILED, error_code=code, error_text=text,
+            applied=moved, using_db=connection,
+        )
+        if moved:
+            await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
+                                     ordering_key=inbound_key(message.conversation_id))
+    host.queue.wake()
+    log.warning("message %s failed: %s %s", message.id, code or "", text)

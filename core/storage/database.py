@@ -1,0 +1,108 @@
+"""Opening and closing storage, and its migrations.
+
+What `serve` does on an unmigrated database: on SQLite (the embedded default, one process) it
+applies pending migrations itself; on PostgreSQL it refuses to start and asks for
+`hookline migrate`, because several instances migrating at once is how schemas break.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tortoise import Tortoise
+from tortoise.connection import get_connection
+from tortoise.context import TortoiseContext
+from tortoise.migrations.executor import MigrationExecutor
+
+log = logging.getLogger("hookline.storage")
+
+APP_LABEL = "hookline"
+MODELS_MODULE = "core.storage.models"
+MIGRATIONS_MODULE = "core.storage.migrations"
+
+
+class UnmigratedDatabase(Exception):
+    """The database lacks migrations that this version of hookline needs."""
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite://")
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    """The Tortoise configuration for a hookline database URL (relative SQLite paths: from CWD)."""
+    if is_sqlite(url):
+        path = url.removeprefix("sqlite://").split("?", 1)[0]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connection: dict[str, Any] | str = {
+            "engine": "tortoise.backends.sqlite",
+            # busy_timeout: a CLI command and the server may write the same file at once.
+            "credentials": {"file_path": path, "journal_mode": "WAL", "busy_timeout": 5000},
+        }
+    else:
+        parts = urlsplit(url)
+        connection = parts._replace(scheme="postgres").geturl()
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_storage(url: str, *, global_fallback: bool = True) -> TortoiseContext:
+    """Connect. The global fallback lets requests (other tasks than the lifespan's) find it."""
+    context = await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=global_fallback)
+    await get_connection("default").execute_query("SELECT 1")  # fail now, not on the first webhook
+    return context
+
+
+async def close_storage() -> None:
+    from tortoise import context as tortoise_context
+
+    await Tortoise.close_connections()
+    tortoise_context._global_context = None  # so another app (tests, reload) can open its own
+
+
+async def pending_migrations(url: str) -> list[str]:
+    """Names of migrations not yet applied (storage must be open)."""
+    apps = tortoise_config(url)["apps"]
+    executor = MigrationExecutor(get_connection("default"), apps)
+    return [f"{step.migration.app_label}.{step.migration.name}" for step in await executor.plan() if not step.backward]
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply pending migrations; return their names. Storage must be open."""
+    pending = await pending_migrations(url)
+    if pending:
+        await MigrationExecutor(get_connection("default"), tortoise_config(url)["apps"]).migrate()
+        log.info("applied migrations: %s", ", ".join(pending))
+    return pending
+
+
+async def prepare_schema(url: str) -> None:
+    """What `serve` does at start (see the module docstring)."""
+    pending = await pending_migrations(url)
+    if not pending:
+        return
+    if is_sqlite(url):
+        await migrate(url)
+        return
+    raise UnmigratedDatabase(
+        f"the database has {len(pending)} unapplied migration(s) ({', '.join(pending)}); "
+        "run `hookline migrate` once, then start the server"
+    )
+
+
+#: For `tortoise makemigrations` (see the Makefile's `migrations` target).
+MIGRATIONS_CONFIG = tortoise_config("sqlite://:memory:")

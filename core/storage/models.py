@@ -1,0 +1,143 @@
+"""The tables. Schema changes: edit here, then `make migrations` (Tortoise's own migrations).
+
+Model docstrings become SQL table comments: no backticks, quotes or semicolons in them (the SQLite DDL breaks).
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from core.types import ConversationState, DeliveryStatus, Direction, Owner
+
+
+class NumberRow(Model):
+    """A WhatsApp number. Rows declared in the config file are managed_by_config.
+
+    Only non-secret settings are stored here, secrets stay in the configuration (or, for numbers
+    created over the API, encrypted).
+    """
+
+    id = fields.CharField(pk=True, max_length=64)
+    provider = fields.CharField(max_length=64, db_index=True)
+    phone = fields.CharField(max_length=64)
+    display_name = fields.CharField(max_length=255, null=True)
+    public_settings = fields.JSONField(default=dict)
+    managed_by_config = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "hookline_number"
+
+
+class Contact(Model):
+    """A customer, by channel address (an E.164 phone, or an opaque id such as …@lid)."""
+
+    id = fields.BigIntField(pk=True)
+    address = fields.CharField(max_length=255, unique=True)
+    name = fields.CharField(max_length=255, null=True)
+    wa_id = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "hookline_contact"
+
+
+class Conversation(Model):
+    """The thread between one of our numbers and one contact, reopened when the contact writes."""
+
+    id = fields.BigIntField(pk=True)
+    number: fields.ForeignKeyRelation[NumberRow] = fields.ForeignKeyField(
+        "hookline.NumberRow", related_name="conversations", on_delete=fields.RESTRICT
+    )
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "hookline.Contact", related_name="conversations", on_delete=fields.RESTRICT
+    )
+    owner = fields.CharEnumField(Owner, default=Owner.HUMAN, max_length=16)
+    state = fields.CharEnumField(ConversationState, default=ConversationState.OPEN, max_length=16)
+    last_message_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    number_id: str
+    contact_id: int
+
+    class Meta:
+        table = "hookline_conversation"
+        unique_together = (("number", "contact"),)
+
+
+class Message(Model):
+    """One message in or out. (provider, external_id) is unique: a redelivery is the same row."""
+
+    id = fields.BigIntField(pk=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "hookline.Conversation", related_name="messages", on_delete=fields.RESTRICT
+    )
+    direction = fields.CharEnumField(Direction, max_length=8)
+    kind = fields.CharField(max_length=32, default="text")
+    text = fields.TextField(null=True)
+    media = fields.JSONField(default=list)
+    data = fields.JSONField(default=dict)
+    provider = fields.CharField(max_length=64)
+    external_id = fields.CharField(max_length=255, null=True)
+    reply_to = fields.CharField(max_length=255, null=True)
+    status = fields.CharEnumField(DeliveryStatus, max_length=16)
+    error_code = fields.CharField(max_length=64, null=True)
+    error_text = fields.TextField(null=True)
+    payload = fields.JSONField(null=True)  # the provider payload as received
+    sent_at = fields.DatetimeField(null=True)  # the provider's timestamp for inbound messages
+    status_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    conversation_id: int
+
+    class Meta:
+        table = "hookline_message"
+        unique_together = (("provider", "external_id"),)
+
+
+class StatusEvent(Model):
+    """Every status webhook as received, kept for audit even when it moved nothing."""
+
+    id = fields.BigIntField(pk=True)
+    message: fields.ForeignKeyNullableRelation[Message] = fields.ForeignKeyField(
+        "hookline.Message", related_name="status_events", null=True, on_delete=fields.CASCADE
+    )
+    provider = fields.CharField(max_length=64)
+    external_id = fields.CharField(max_length=255, null=True, db_index=True)
+    raw_status = fields.CharField(max_length=64)
+    status = fields.CharEnumField(DeliveryStatus, max_length=16, null=True)
+    error_code = fields.CharField(max_length=64, null=True)
+    error_text = fields.TextField(null=True)
+    applied = fields.BooleanField(default=False)
+    occurred_at = fields.DatetimeField(null=True)
+    received_at = fields.DatetimeField(auto_now_add=True)
+    payload = fields.JSONField(null=True)  # the provider payload as received
+
+    message_id: int | None
+
+    class Meta:
+        table = "hookline_status_event"
+
+
+class Job(Model):
+    """A unit of work on the embedded queue. Rows are deleted when done, dead ones are kept."""
+
+    id = fields.BigIntField(pk=True)
+    kind = fields.CharField(max_length=64)
+    payload = fields.JSONField(default=dict)
+    ordering_key = fields.CharField(max_length=128, null=True, db_index=True)
+    state = fields.CharField(max_length=16, default="ready", db_index=True)  # ready, running, dead
+    attempts = fields.IntField(default=0)
+    # Epoch milliseconds: compared in SQL on every claim, identically on SQLite and PostgreSQL.
+    run_at_ms = fields.BigIntField(db_index=True)
+    locked_until_ms = fields.BigIntField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "hookline_job"

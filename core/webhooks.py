@@ -1,0 +1,131 @@
+"""The inbound pipeline, the same for every provider (DESIGN.md section 3).
+
+raw body read once (413 past the limit) → the provider names candidate numbers (404 if none) →
+the provider proves the request (403 if not) → parse (400 if malformed) → one transaction: store
+idempotently and enqueue the work (503 if storage is down, so the provider retries) → the
+provider's acknowledgement. Every outcome is one log line; no workflow code runs here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from core.dispatch import Provider
+from core.host import Host
+from core.intake import record_webhook
+from core.types import MalformedWebhook, WebhookRequest, WebhookRoute
+
+log = logging.getLogger("hookline.webhook")
+
+WEBHOOK_PREFIX = "/webhooks/whatsapp"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def public_url_of(request: Request, public_base: str) -> str:
+    """The URL the provider called: the configured public base + the path and query as sent."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{public_base}{path}?{query}" if query else f"{public_base}{path}"
+
+
+class WebhookEndpoint:
+    """One provider route, wired to the pipeline."""
+
+    def __init__(self, host: Host, provider: Provider, route: WebhookRoute) -> None:
+        self.host = host
+        self.provider = provider
+        self.route = route
+
+    async def __call__(self, request: Request) -> Response:
+        name = self.provider.name
+        try:
+            body = await read_body(request, self.host.settings.server.max_body_bytes)
+        except BodyTooLarge:
+            return _refuse(413, name, f"body over {self.host.settings.server.max_body_bytes} bytes")
+        webhook = WebhookRequest(
+            method=request.method,
+            route=self.route.name,
+            path=request.url.path,
+            query_string=request.scope.get("query_string", b"").decode("latin-1"),
+            public_url=public_url_of(request, self.host.public_url),
+            headers=request.headers,
+            body=body,
+            path_params=dict(request.path_params),
+        )
+        try:
+            candidates = self.provider.match_numbers(webhook, self.host.numbers_of(name))
+        except Exception as exc:
+            return _refuse(400, name, f"cannot read the request: {type(exc).__name__}")
+        if not candidates:
+            return _refuse(404, name, "no configured number matches the request")
+        try:
+            proven = self.provider.verify(webhook, candidates)
+        except Exception:
+            log.exception("%s: provider_verify raised; treated as not proven", name)
+            proven = False
+        if not proven:
+            # The route pattern, not the path: a path may carry a secret (WPPConnect).
+            signed = f"{self.host.webhook_url(name, self.route.path)}"
+            return _refuse(403, name, f"proof failed for number(s) {', '.join(n.id for n in candidates)}; checked against {signed}")
+        try:
+            parsed = self.provider.parse(webhook, candidates)
+        except MalformedWebhook as exc:
+            return _refuse(400, name, f"malformed: {exc}")
+        except Exception as exc:
+            log.exception("%s: provider_parse raised", name)
+            return _refuse(400, name, f"malformed: {type(exc).__name__}")
+        try:
+            result = await record_webhook(name, parsed, self.provider.status_map, self.host.queue)
+        except Exception as exc:
+            log.error("webhook %s refused 503: storage unavailable: %s: %s", name, type(exc).__name__, exc)
+            return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
+        log.info(
+            "webhook %s accepted: %d stored, %d duplicate, %d status(es) applied of %d",
+            name, len(result.stored), result.duplicates, result.statuses_applied, result.statuses_kept,
+        )
+        return self.provider.acknowledge(webhook, parsed)
+
+
+def _refuse(status: int, provider: str, reason: str) -> Response:
+    log.warning("webhook %s refused %d: %s", provider, status, reason)
+    text = {400: "malformed request", 403: "forbidden", 404: "unknown number", 413: "request too large"}[status]
+    return PlainTextResponse(text, status_code=status)
+
+
+def webhook_routes(host: Host) -> list[Route]:
+    """Every enabled provider's routes, mounted under /webhooks/whatsapp/<provider>."""
+    routes = []
+    for provider in host.dispatch.providers.values():
+        for route in provider.routes:
+            routes.append(
+                Route(
+                    f"{WEBHOOK_PREFIX}/{provider.name}{route.path}",
+                    WebhookEndpoint(host, provider, route),
+                    methods=list(route.methods),
+                    name=f"webhook-{provider.name}-{route.name}",
+                )
+            )
+    return routes
