@@ -13,6 +13,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from tortoise.exceptions import ValidationError
 
 from core.dispatch import Provider
 from core.host import Host
@@ -59,7 +60,7 @@ class WebhookEndpoint:
         self.provider = provider
         self.route = route
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         name = self.provider.name
         try:
             body = await read_body(request, self.host.settings.server.max_body_bytes)
@@ -99,6 +100,8 @@ class WebhookEndpoint:
             return _refuse(400, name, f"malformed: {type(exc).__name__}")
         try:
             result = await record_webhook(name, parsed, self.provider.status_map, self.host.queue)
+        except ValidationError as exc:  # a value no retry will make storable (an over-long id…)
+            return _refuse(400, name, f"unstorable value: {exc}")
         except Exception as exc:
             log.error("webhook %s refused 503: storage unavailable: %s: %s", name, type(exc).__name__, exc)
             return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
@@ -123,7 +126,7 @@ def webhook_routes(host: Host) -> list[Route]:
             routes.append(
                 Route(
                     f"{WEBHOOK_PREFIX}/{provider.name}{route.path}",
-                    WebhookEndpoint(host, provider, route),
+                    WebhookEndpoint(host, provider, route).handle,
                     methods=list(route.methods),
                     name=f"webhook-{provider.name}-{route.name}",
                 )

@@ -39,7 +39,7 @@ def tortoise_config(url: str) -> dict[str, Any]:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         connection: dict[str, Any] | str = {
-            "engine": "tortoise.backends.sqlite",
+            "engine": "core.storage.sqlite_backend",
             # busy_timeout: a CLI command and the server may write the same file at once.
             "credentials": {"file_path": path, "journal_mode": "WAL", "busy_timeout": 5000},
         }
@@ -69,9 +69,13 @@ async def open_storage(url: str, *, global_fallback: bool = True) -> TortoiseCon
 
 async def close_storage() -> None:
     from tortoise import context as tortoise_context
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
 
     await Tortoise.close_connections()
     tortoise_context._global_context = None  # so another app (tests, reload) can open its own
+    # Tortoise caches SQL per (connection name, table), not per dialect: the next open in this
+    # process may be another backend (the test suite runs SQLite and PostgreSQL alternately).
+    EXECUTOR_CACHE.clear()
 
 
 async def pending_migrations(url: str) -> list[str]:

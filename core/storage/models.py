@@ -18,7 +18,7 @@ class NumberRow(Model):
     created over the API, encrypted).
     """
 
-    id = fields.CharField(pk=True, max_length=64)
+    id = fields.CharField(primary_key=True, max_length=64)
     provider = fields.CharField(max_length=64, db_index=True)
     phone = fields.CharField(max_length=64)
     display_name = fields.CharField(max_length=255, null=True)
@@ -34,7 +34,7 @@ class NumberRow(Model):
 class Contact(Model):
     """A customer, by channel address (an E.164 phone, or an opaque id such as …@lid)."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     address = fields.CharField(max_length=255, unique=True)
     name = fields.CharField(max_length=255, null=True)
     wa_id = fields.CharField(max_length=64, null=True)
@@ -48,7 +48,7 @@ class Contact(Model):
 class Conversation(Model):
     """The thread between one of our numbers and one contact, reopened when the contact writes."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     number: fields.ForeignKeyRelation[NumberRow] = fields.ForeignKeyField(
         "hookline.NumberRow", related_name="conversations", on_delete=fields.RESTRICT
     )
@@ -72,7 +72,7 @@ class Conversation(Model):
 class Message(Model):
     """One message in or out. (provider, external_id) is unique: a redelivery is the same row."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "hookline.Conversation", related_name="messages", on_delete=fields.RESTRICT
     )
@@ -103,7 +103,7 @@ class Message(Model):
 class StatusEvent(Model):
     """Every status webhook as received, kept for audit even when it moved nothing."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     message: fields.ForeignKeyNullableRelation[Message] = fields.ForeignKeyField(
         "hookline.Message", related_name="status_events", null=True, on_delete=fields.CASCADE
     )
@@ -127,7 +127,7 @@ class StatusEvent(Model):
 class Job(Model):
     """A unit of work on the embedded queue. Rows are deleted when done, dead ones are kept."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     kind = fields.CharField(max_length=64)
     payload = fields.JSONField(default=dict)
     ordering_key = fields.CharField(max_length=128, null=True, db_index=True)

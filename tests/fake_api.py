@@ -1,0 +1,70 @@
+"""A small provider API over real HTTP on 127.0.0.1, for send tests (see recording_provider)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+class FakeApi:
+    """Records every POST /messages; answers from a script, then 201 with a new sid."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.script: list[tuple[int, dict[str, Any]]] = []
+        self.delay = delay
+        self.url = ""
+        self._lock = threading.Lock()
+
+    def answer(self, *responses: tuple[int, dict[str, Any]]) -> None:
+        with self._lock:
+            self.script.extend(responses)
+
+    async def _messages(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self._lock:
+            self.received.append(body)
+            status, answer = self.script.pop(0) if self.script else (201, {"sid": f"FAKE{len(self.received):06d}-{body['id']}", "status": "queued"})
+        return JSONResponse(answer, status_code=status)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/messages", self._messages, methods=["POST"])])
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the fake API received {len(self.received)} of {count} requests")
+            time.sleep(0.02)
+
+
+@contextmanager
+def running_fake_api(delay: float = 0.0) -> Iterator[FakeApi]:
+    fake = FakeApi(delay)
+    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fake API did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

@@ -1,0 +1,111 @@
+"""Building test apps: a config file on disk, an explicit plugin list, a started lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.app import create_app
+from core.runtime import Runtime, build_runtime
+from tests import recording_provider
+from tests.recording_provider import signed_headers
+
+SECRET = "test-secret"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(
+    directory: Path,
+    database_url: str,
+    *,
+    enabled: list[str] = ("recorder",),  # type: ignore[assignment]
+    numbers: list[dict[str, Any]] | None = None,
+    api_url: str = "http://127.0.0.1:9",
+    queue: Mapping[str, Any] | None = None,
+    extra: str = "",
+) -> Path:
+    """A config with the recorder provider and one number, `n1`, unless told otherwise."""
+    if numbers is None:
+        numbers = [{"id": "n1", "provider": "recorder", "phone": "+15550000001", "settings": {"secret": SECRET, "api_url": api_url}}]
+    queue = {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, **(queue or {})}
+    lines = [
+        "[server]",
+        'public_url = "https://hookline.example.com"',
+        "[database]",
+        f"url = {toml_value(database_url)}",
+        "[queue]",
+        *[f"{key} = {toml_value(value)}" for key, value in queue.items()],
+        "[plugins]",
+        f"enabled = {toml_value(list(enabled))}",
+    ]
+    for number in numbers:
+        lines.append("[[numbers]]")
+        for key in ("id", "provider", "phone", "display_name"):
+            if key in number:
+                lines.append(f"{key} = {toml_value(number[key])}")
+        lines.append("[numbers.settings]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in number.get("settings", {}).items())
+    path = directory / "hookline.toml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def runtime_for(config: Path, *plugins: Any, **named: Any) -> Runtime:
+    """A runtime with the recorder provider plus the given plugin objects (named p0, p1… or by keyword)."""
+    explicit: dict[str, Any] = {"recorder": recording_provider}
+    explicit.update({f"p{index}": plugin for index, plugin in enumerate(plugins)})
+    explicit.update(named)
+    return build_runtime(config, explicit, env={})
+
+
+@asynccontextmanager
+async def started(runtime: Runtime, *, run_workers: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and give a client that talks to it in-process."""
+    app = create_app(runtime, run_workers=run_workers)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def inbound_body(*messages: tuple[str, str, str], statuses: list[dict[str, Any]] | None = None) -> bytes:
+    """(id, from, text) triples as a recorder webhook body."""
+    return json.dumps(
+        {"messages": [{"id": i, "from": f, "text": t} for i, f, t in messages], "statuses": statuses or []}
+    ).encode()
+
+
+async def post_signed(client: httpx.AsyncClient, body: bytes, *, number: str = "n1", path: str = "/webhooks/whatsapp/recorder") -> httpx.Response:
+    return await client.post(path, content=body, headers=signed_headers(number, SECRET, body))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until `check()` is true (the work queue runs in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

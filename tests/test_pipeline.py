@@ -1,0 +1,161 @@
+"""The webhook pipeline: proof, idempotency, limits and clear refusals (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from core import hookimpl
+from core.storage.models import Contact, Conversation, Job, Message
+from tests.helpers import SECRET, eventually, inbound_body, post_signed, runtime_for, started, write_config
+from tests.recording_provider import signed_headers
+
+pytestmark = pytest.mark.anyio
+
+
+class InboundRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    @hookimpl
+    async def on_inbound_message(self, message, conversation) -> None:
+        self.calls.append((message.id, message.external_id))
+
+
+async def test_signed_webhook_is_stored_and_reaches_workflows(tmp_path, database_url):
+    recorder = InboundRecorder()
+    runtime = runtime_for(write_config(tmp_path, database_url, enabled=["recorder", "p0"]), recorder)
+    async with started(runtime) as client:
+        response = await post_signed(client, inbound_body(("m1", "+15550100123", "hola")))
+        assert response.status_code == 200
+        assert response.json() == {"ok": True, "messages": 1, "statuses": 0}
+        message = await Message.get(external_id="m1").prefetch_related("conversation__contact")
+        assert message.text == "hola"
+        assert message.status.value == "received"
+        assert message.conversation.contact.address == "+15550100123"
+        assert message.conversation.number_id == "n1"
+        await eventually(lambda: recorder.calls == [(message.id, "m1")])
+
+
+async def test_fifty_concurrent_deliveries_store_one_row_and_call_once(tmp_path, database_url):
+    recorder = InboundRecorder()
+    runtime = runtime_for(write_config(tmp_path, database_url, enabled=["recorder", "p0"]), recorder)
+    async with started(runtime) as client:
+        body = inbound_body(("dup-1", "+15550100123", "same"))
+        responses = await asyncio.gather(*(post_signed(client, body) for _ in range(50)))
+        assert {response.status_code for response in responses} == {200}
+        assert await Message.filter(external_id="dup-1").count() == 1
+        assert await Contact.all().count() == 1
+        assert await Conversation.all().count() == 1
+        await eventually(lambda: len(recorder.calls) == 1)
+        await eventually(_no_jobs)
+        await asyncio.sleep(0.2)
+        assert len(recorder.calls) == 1
+
+
+async def _no_jobs() -> bool:
+    return await Job.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Test-Number": "n1", "X-Test-Signature": "0" * 64},  # wrong signature
+        {"X-Test-Number": "n1"},  # no signature
+    ],
+)
+async def test_unproven_request_is_403_and_stores_nothing(tmp_path, database_url, headers):
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        response = await client.post("/webhooks/whatsapp/recorder", content=inbound_body(("x1", "+1555", "hi")), headers=headers)
+        assert response.status_code == 403
+        assert await Message.all().count() == 0
+        assert await Job.all().count() == 0
+
+
+async def test_tampered_body_is_403(tmp_path, database_url):
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        body = inbound_body(("x1", "+1555", "hi"))
+        headers = signed_headers("n1", SECRET, body)
+        response = await client.post("/webhooks/whatsapp/recorder", content=body.replace(b"hi", b"ho"), headers=headers)
+        assert response.status_code == 403
+        assert await Message.all().count() == 0
+
+
+async def test_oversized_body_is_413_and_stores_nothing(tmp_path, database_url):
+    config = write_config(tmp_path, database_url)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nmax_body_bytes = 2048\n"))
+    runtime = runtime_for(config)
+    async with started(runtime) as client:
+        body = inbound_body(("big", "+1555", "x" * 4096))
+        response = await post_signed(client, body)
+        assert response.status_code == 413
+        # Without a Content-Length (chunked), the streamed size is what counts.
+        async def chunks():
+            yield body[:1000]
+            yield body[1000:]
+
+        headers = signed_headers("n1", SECRET, body)
+        response = await client.post("/webhooks/whatsapp/recorder", content=chunks(), headers=headers)
+        assert response.status_code == 413
+        assert await Message.all().count() == 0
+
+
+async def test_unknown_number_is_404(tmp_path, database_url):
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        response = await post_signed(client, inbound_body(("u1", "+1555", "hi")), number="nobody")
+        assert response.status_code == 404
+        assert await Message.all().count() == 0
+
+
+async def test_malformed_body_is_400_and_stores_nothing(tmp_path, database_url):
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        for body in (b"{not json", json.dumps({"messages": [{"text": "no id"}]}).encode(), b"[1, 2]"):
+            response = await post_signed(client, body)
+            assert response.status_code == 400, body
+        assert await Message.all().count() == 0
+        assert await Job.all().count() == 0
+
+
+async def test_batch_is_all_or_nothing(tmp_path, database_url):
+    """A batch whose second item breaks storage leaves no first item behind."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        too_long = "x" * 300  # external ids are at most 255 characters
+        response = await post_signed(client, inbound_body(("ok-1", "+1555", "a"), (too_long, "+1555", "b")))
+        assert response.status_code == 400
+        assert await Message.all().count() == 0
+        assert await Job.all().count() == 0
+
+
+async def test_storage_down_is_503_and_then_recovers(tmp_path, database_url):
+    from tortoise.connection import connections
+
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        client_db = connections.get("default")
+        await client_db.close()
+        saved = {name: getattr(client_db, name) for name in ("filename", "port") if hasattr(client_db, name)}
+        if "filename" in saved:
+            client_db.filename = str(tmp_path / "missing-dir" / "db.sqlite3")
+        else:
+            client_db.port = 1
+        try:
+            response = await post_signed(client, inbound_body(("d1", "+1555", "hi")))
+            assert response.status_code == 503
+            assert response.headers["retry-after"]
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.get("/healthz")).status_code == 200
+        finally:
+            await client_db.close()
+            for name, value in saved.items():
+                setattr(client_db, name, value)
+        assert await Message.all().count() == 0
+        response = await post_signed(client, inbound_body(("d1", "+1555", "hi")))
+        assert response.status_code == 200
+        assert await Message.filter(external_id="d1").count() == 1
