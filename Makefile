@@ -1,0 +1,32 @@
+# hookline — the two quick-start commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test migrations check-config clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hookline needs Python 3.11 or newer (set PYTHON=python3.x)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## Run the server on the embedded default: SQLite and config/hookline.toml.
+run: $(STAMP)
+	$(BIN)/hookline serve
+
+## Run the whole test suite: SQLite always, PostgreSQL too when one answers (DATABASE_URL or 127.0.0.1:5432).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## After changing core/storage/models.py: write the migration for it.
+migrations: $(STAMP)
+	$(BIN)/tortoise -c core.storage.database.MIGRATIONS_CONFIG makemigrations
+
+check-config: $(STAMP)
+	$(BIN)/hookline check-config
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
