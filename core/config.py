@@ -251,7 +251,7 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
         numbers.append(Number(entry.id, entry.provider, entry.phone, entry.display_name, settings))
 
     if problems:
-        raise ConfigError(path, problems)
+        raise ConfigError(path, _one_problem_per_unset_variable(problems))
     return Settings(
         path=path,
         server=sections["server"],
@@ -263,6 +263,12 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
         plugin_settings=plugin_settings,
         numbers=tuple(numbers),
     )
+
+
+def _one_problem_per_unset_variable(problems: list[Problem]) -> list[Problem]:
+    """An unset variable also fails validation of its key; the unset variable is the news."""
+    unset = {problem.key for problem in problems if problem.message.startswith("environment variable")}
+    return [p for p in problems if p.key not in unset or p.message.startswith("environment variable")]
 
 
 def _problems_from(exc: ValidationError, prefix: str, model: type[BaseModel], *, show_input: bool) -> list[Problem]:
