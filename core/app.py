@@ -63,7 +63,12 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
             return JSONResponse({"status": "unavailable", "storage": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready", "storage": "ok"})
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz), *webhook_routes(host)]
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/media/{key}", host.media.endpoint, methods=["GET", "HEAD"]),
+        *webhook_routes(host),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

@@ -31,6 +31,7 @@ class ServerConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    data_dir: str = "data"
 
     @field_validator("public_url")
     @classmethod
@@ -60,6 +61,11 @@ class QueueConfig(_Section):
     poll_interval_seconds: float = Field(default=0.5, gt=0)
 
 
+class MediaConfig(_Section):
+    url_ttl_seconds: int = Field(default=3600, gt=0)
+    max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -84,6 +90,7 @@ class _File(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     plugins: _PluginsSection = Field(default_factory=_PluginsSection)
     numbers: list[_NumberEntry] = Field(default_factory=list)
@@ -125,6 +132,7 @@ class Settings:
     server: ServerConfig
     database: DatabaseConfig
     queue: QueueConfig
+    media: MediaConfig
     logging: LoggingConfig
     enabled_plugins: tuple[str, ...]
     plugin_modules: tuple[str, ...]
@@ -257,6 +265,7 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
         server=sections["server"],
         database=sections["database"],
         queue=sections["queue"],
+        media=sections["media"],
         logging=sections["logging"],
         enabled_plugins=tuple(enabled),
         plugin_modules=tuple(plugins_section.modules),

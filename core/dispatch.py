@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from core.types import (
     DeliveryStatus,
+    Media,
     Number,
     OutboundMessage,
     ParsedWebhook,
@@ -91,6 +92,9 @@ class Provider:
 
     async def fetch_status(self, host: Host, number: Number, external_id: str) -> StatusUpdate:
         return await self._acall("provider_fetch_status", host=host, number=number, external_id=external_id)
+
+    async def download_media(self, host: Host, number: Number, media: Media) -> tuple[bytes, str | None]:
+        return await self._acall("provider_download_media", host=host, number=number, media=media)
 
     def simulate_webhook(self, number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
         return self._call(

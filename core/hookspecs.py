@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from core.host import Host
     from core.storage.models import Conversation, Message, StatusEvent
     from core.types import (
+        Media,
         Number,
         OutboundMessage,
         ParsedWebhook,
@@ -145,6 +146,16 @@ async def provider_send_media(host: Host, number: Number, message: OutboundMessa
 @hookspec(firstresult=True)
 async def provider_fetch_status(host: Host, number: Number, external_id: str) -> StatusUpdate:
     """Ask the provider for a message's current status (delivery status lookup). Async, optional."""
+
+
+@hookspec(firstresult=True)
+async def provider_download_media(host: Host, number: Number, media: Media) -> tuple[bytes, str | None]:
+    """Fetch an inbound media item (``media.url`` or ``media.provider_media_id``). Async, optional.
+
+    Return the bytes and their content type. Fetch only from the provider's own hosts, with the
+    number's credentials. The core stores the file in its media store before workflows see the
+    message; ``ProviderError(retryable=True)`` retries later, other errors are recorded on the item.
+    """
 
 
 @hookspec(firstresult=True)

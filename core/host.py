@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 from core.config import Settings
 from core.dispatch import Dispatch
 from core.intake import conversation_for
+from core.media import MediaStore
 from core.queue import WorkQueue
 from core.sending import enqueue_outbound
 from core.storage.models import Contact, Conversation, Message
@@ -19,10 +20,11 @@ from core.types import Media, Number, UnknownNumber
 class Host:
     """Configuration, numbers and the sending API, shared by the app, the workers and the CLI."""
 
-    def __init__(self, settings: Settings, dispatch: Dispatch, queue: WorkQueue) -> None:
+    def __init__(self, settings: Settings, dispatch: Dispatch, queue: WorkQueue, media: MediaStore) -> None:
         self.settings = settings
         self.dispatch = dispatch
         self.queue = queue
+        self.media = media
         self.numbers: Mapping[str, Number] = {number.id: number for number in settings.numbers}
         self.log = logging.getLogger("hookline")
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from core.host import Host
 from core.sending import deliver, mark_failed
 from core.storage.models import Message, StatusEvent
-from core.worker import DeadHandler, JobHandler
+from core.types import Media, ProviderError
+from core.worker import DeadHandler, JobHandler, RetryLater
+
+log = logging.getLogger("hookline.jobs")
 
 
 def job_handlers(host: Host) -> dict[str, JobHandler]:
     async def inbound(payload: dict[str, Any]) -> None:
         message = await Message.get_or_none(id=payload["message_id"]).prefetch_related("conversation")
-        if message is not None:
-            await host.dispatch.notify("on_inbound_message", host=host, message=message, conversation=message.conversation)
+        if message is None:
+            return
+        await fetch_inbound_media(host, message)
+        await _notify_inbound(host, message)
 
     async def status(payload: dict[str, Any]) -> None:
         message = await Message.get_or_none(id=payload["message_id"])
@@ -34,4 +40,42 @@ def dead_handlers(host: Host) -> dict[str, DeadHandler]:
         if message is not None:
             await mark_failed(host, message, "retries_exhausted", f"gave up after repeated transient errors: {reason}")
 
-    return {"send": send_gave_up}
+    async def inbound_gave_up(payload: dict[str, Any], reason: str) -> None:
+        """Media could not be fetched in time: workflows still hear of the message."""
+        message = await Message.get_or_none(id=payload["message_id"]).prefetch_related("conversation")
+        if message is not None:
+            await _notify_inbound(host, message)
+
+    return {"send": send_gave_up, "inbound": inbound_gave_up}
+
+
+async def _notify_inbound(host: Host, message: Message) -> None:
+    await host.dispatch.notify("on_inbound_message", host=host, message=message, conversation=message.conversation)
+
+
+async def fetch_inbound_media(host: Host, message: Message) -> None:
+    """Copy the message's media into the media store, through its provider, before workflows run."""
+    missing = [item for item in message.media if not item.get("key") and not item.get("error") and (item.get("url") or item.get("provider_media_id"))]
+    if not missing:
+        return
+    provider = host.dispatch.provider(message.provider)
+    if not provider.implements("provider_download_media"):
+        return
+    number = host.number(message.conversation.number_id)
+    limit = host.settings.media.max_bytes
+    for item in missing:
+        media = Media(**{name: item.get(name) for name in ("content_type", "url", "provider_media_id", "filename", "key")})
+        try:
+            data, content_type = await provider.download_media(host, number, media)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise RetryLater(f"media download: {exc.message}", exc.retry_after) from exc
+            item["error"] = exc.message
+            log.warning("message %s: media not fetched: %s", message.id, exc.message)
+            continue
+        if len(data) > limit:
+            item["error"] = f"media over the {limit}-byte limit"
+            continue
+        item["content_type"] = content_type or item.get("content_type")
+        item["key"] = host.media.save(data, item["content_type"], item.get("filename"))
+    await Message.filter(id=message.id).update(media=message.media)

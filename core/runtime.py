@@ -12,6 +12,8 @@ from core.config import ConfigError, Settings, load_settings, read_config_file
 from core.dispatch import Dispatch
 from core.host import Host
 from core.plugins import Catalog, PluginInfo, build_manager, discover, explicit
+from core.keys import secret_key
+from core.media import MediaStore
 from core.queue import EmbeddedQueue
 
 
@@ -37,7 +39,9 @@ def build_runtime(
         available = explicit(plugins)
     settings = load_settings(config_path, Catalog(available), env)
     dispatch = Dispatch(build_manager(available, settings.enabled_plugins))
-    host = Host(settings, dispatch, EmbeddedQueue())
+    data_dir = Path(settings.server.data_dir)
+    media = MediaStore(data_dir / "media", secret_key(data_dir, env), settings.server.public_url, settings.media.url_ttl_seconds)
+    host = Host(settings, dispatch, EmbeddedQueue(), media)
     return Runtime(settings, available, dispatch, host)
 
 

@@ -81,12 +81,17 @@ class Number:
 
 @dataclass(slots=True)
 class Media:
-    """A media item: a URL to fetch, a provider media id, or bytes already in hand."""
+    """A media item: a URL to fetch, a provider media id, bytes in hand, or a file in our store.
+
+    `key` names the file in hookline's media store once it is there; `url` is where the provider
+    (inbound) or the world (outbound) can fetch it.
+    """
 
     content_type: str | None = None
     url: str | None = None
     provider_media_id: str | None = None
     filename: str | None = None
+    key: str | None = None
     data: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +100,7 @@ class Media:
             "url": self.url,
             "provider_media_id": self.provider_media_id,
             "filename": self.filename,
+            "key": self.key,
         }
 
 

@@ -98,6 +98,11 @@ class WebhookEndpoint:
         except Exception as exc:
             log.exception("%s: provider_parse raised", name)
             return _refuse(400, name, f"malformed: {type(exc).__name__}")
+        for message in parsed.messages:  # bytes that came inside the webhook (WPPConnect)
+            for media in message.media:
+                if media.data is not None:
+                    media.key = self.host.media.save(media.data, media.content_type, media.filename)
+                    media.data = None
         try:
             result = await record_webhook(name, parsed, self.provider.status_map, self.host.queue)
         except ValidationError as exc:  # a value no retry will make storable (an over-long id…)

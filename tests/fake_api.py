@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
@@ -24,6 +24,8 @@ class FakeApi:
         self.script: list[tuple[int, dict[str, Any]]] = []
         self.delay = delay
         self.url = ""
+        self.files: dict[str, tuple[bytes, str]] = {}  # served at GET /files/{name}
+        self.file_failures = 0  # answer this many file requests with 503 first
         self._lock = threading.Lock()
 
     def answer(self, *responses: tuple[int, dict[str, Any]]) -> None:
@@ -39,8 +41,21 @@ class FakeApi:
             status, answer = self.script.pop(0) if self.script else (201, {"sid": f"FAKE{len(self.received):06d}-{body['id']}", "status": "queued"})
         return JSONResponse(answer, status_code=status)
 
+    async def _file(self, request: Request) -> Response:
+        with self._lock:
+            if self.file_failures:
+                self.file_failures -= 1
+                return Response(status_code=503)
+        found = self.files.get(request.path_params["name"])
+        if found is None:
+            return Response(status_code=404)
+        return Response(found[0], media_type=found[1])
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/messages", self._messages, methods=["POST"])])
+        return Starlette(routes=[
+            Route("/messages", self._messages, methods=["POST"]),
+            Route("/files/{name}", self._file, methods=["GET"]),
+        ])
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,6 +1,7 @@
 """A provider plugin for testing the core without real providers.
 
-Wire format (JSON): ``{"messages": [{"id", "from", "text", "name"?}], "statuses": [{"id", "status",
+Wire format (JSON): ``{"messages": [{"id", "from", "text", "name"?, "media"?: [{"url" | "b64",
+"content_type", "filename"?}]}], "statuses": [{"id", "status",
 "error_code"?, "error_text"?}]}``. The request names its number in ``X-Test-Number`` and is proven by
 ``X-Test-Signature: hex(HMAC-SHA256(settings.secret, body))``. Sends go over real HTTP to
 ``settings.api_url`` (a local fake, see tests/fake_api.py) as ``POST /messages`` with JSON
@@ -10,6 +11,7 @@ failed with the body's ``code`` and ``message``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -24,6 +26,7 @@ from core import (
     ContactInfo,
     InboundMessage,
     MalformedWebhook,
+    Media,
     Number,
     OutboundMessage,
     ParsedWebhook,
@@ -94,6 +97,8 @@ def provider_parse(request: WebhookRequest, numbers: Sequence[Number]) -> Parsed
                 external_id=item["id"],
                 contact=ContactInfo(address=item["from"], name=item.get("name")),
                 text=item.get("text"),
+                media=[Media(content_type=m.get("content_type"), url=m.get("url"), filename=m.get("filename"),
+                             data=base64.b64decode(m["b64"]) if "b64" in m else None) for m in item.get("media", [])],
                 raw=item,
             )
             for item in payload.get("messages", [])
@@ -149,6 +154,23 @@ async def provider_send_text(number: Number, message: OutboundMessage) -> SendRe
 @hookimpl
 async def provider_send_media(number: Number, message: OutboundMessage) -> SendResult:
     return await _post(number, message)
+
+
+@hookimpl
+async def provider_download_media(number: Number, media: Media) -> tuple[bytes, str | None]:
+    """Only from the number's own API host, like a real provider (no SSRF)."""
+    if not (media.url or "").startswith(number.settings.api_url + "/"):
+        raise ProviderError(f"refusing to fetch media from a foreign host: {media.url}")
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(media.url)
+    except httpx.TransportError as exc:
+        raise ProviderError(f"cannot reach the API: {exc}", retryable=True) from exc
+    if response.status_code >= 500:
+        raise ProviderError("try later", code=str(response.status_code), retryable=True, retry_after=0.05)
+    if response.is_error:
+        raise ProviderError(f"media gone ({response.status_code})", code=str(response.status_code))
+    return response.content, response.headers.get("content-type")
 
 
 @hookimpl

@@ -52,7 +52,7 @@ def test_unknown_key_missing_variable_and_wrong_type_are_all_reported(tmp_path):
     assert len(lines) == 3, lines
     assert all(line.startswith(f"{path}: ") for line in lines)
     text = "\n".join(lines)
-    assert "server.prot: unknown key (expected one of: host, port, public_url, max_body_bytes)" in text
+    assert "server.prot: unknown key (expected one of: host, port, public_url, max_body_bytes, data_dir)" in text
     assert "database.url: environment variable ${DB_URL} is not set" in text
     assert "server.port: Input should be a valid integer" in text and "'eighty'" in text
 
