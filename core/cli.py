@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from core.config import CONFIG_ENV_VAR, ConfigError, resolve_config_path
 from core.logs import setup_logging
 from core.plugins import PluginError
 from core.runtime import Runtime, build_runtime
+from core.types import UnknownNumber
 
 EXIT_CONFIG = 2
 
@@ -28,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.command(args)
     except (ConfigError, PluginError) as exc:
         print(f"hookline: configuration error\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UnknownNumber as exc:  # `--number` names no configured number
+        print(f"hookline: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
@@ -70,13 +75,23 @@ def serve(args: argparse.Namespace) -> int:
     except UnmigratedDatabase as exc:
         print(f"hookline: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.workers > 1:
-        os.environ[CONFIG_ENV_VAR] = str(runtime.settings.path)
-        uvicorn.run("core.app:app_from_environment", factory=True, host=host, port=port,
-                    workers=args.workers, log_config=None, access_log=False)
-    else:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+    # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done, which would end
+    # a clean stop with "killed by SIGTERM" (143); a stop that drained properly exits 0.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        if args.workers > 1:
+            os.environ[CONFIG_ENV_VAR] = str(runtime.settings.path)
+            uvicorn.run("core.app:app_from_environment", factory=True, host=host, port=port,
+                        workers=args.workers, log_config=None, access_log=False)
+        else:
+            uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """SIGTERM after uvicorn's shutdown: already handled, nothing left to do."""
 
 
 async def _nothing() -> int:
@@ -206,7 +221,11 @@ def simulate(args: argparse.Namespace) -> int:
     server = runtime.settings.server
     base = (args.url or f"http://{server.host}:{server.port}").rstrip("/")
     simulated = provider.simulate_webhook(number, args.sender, args.text, server.public_url)
-    response = httpx.request(simulated.method, base + simulated.path, content=simulated.body, headers=simulated.headers)
+    try:
+        response = httpx.request(simulated.method, base + simulated.path, content=simulated.body, headers=simulated.headers)
+    except httpx.TransportError as exc:
+        print(f"hookline: cannot reach the server at {base}: {exc}", file=sys.stderr)
+        return 1
     print(f"{response.status_code} {response.headers.get('content-type', '')}\n{response.text}")
     return 0 if response.is_success else 1
 
@@ -226,13 +245,30 @@ def _clip(text: str | None, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser that takes options before, between or after its positionals. Plain
+    argparse binds an optional positional (`simulate`'s text) to its default at the first
+    positional it meets, so `simulate recorder --number n1 "hola"` would reject "hola"."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        if self._intermixing:  # parse_known_intermixed_args calls back here for each of its passes
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or config/hookline.toml)")
     common.add_argument("--log-format", choices=["text", "json"], help="overrides [logging] format")
 
     parser = argparse.ArgumentParser(prog="hookline", description="WhatsApp chat-ops server with provider and workflow plugins.")
-    commands = parser.add_subparsers(title="commands")
+    commands = parser.add_subparsers(title="commands", parser_class=_CommandParser)
 
     def command(name: str, function: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=help, description=help)

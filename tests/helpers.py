@@ -40,9 +40,14 @@ def write_config(
     numbers: list[dict[str, Any]] | None = None,
     api_url: str = "http://127.0.0.1:9",
     queue: Mapping[str, Any] | None = None,
+    modules: list[str] = (),  # type: ignore[assignment]
     extra: str = "",
 ) -> Path:
-    """A config with the recorder provider and one number, `n1`, unless told otherwise."""
+    """A config with the recorder provider and one number, `n1`, unless told otherwise.
+
+    `modules` lists plugins to load by import path (`[plugins] modules`): a server in a subprocess
+    has no explicit plugin list, so it needs `modules=["tests.recording_provider"]`.
+    """
     if numbers is None:
         numbers = [{"id": "n1", "provider": "recorder", "phone": "+15550000001", "settings": {"secret": SECRET, "api_url": api_url}}]
     queue = {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, **(queue or {})}
@@ -55,6 +60,7 @@ def write_config(
         *[f"{key} = {toml_value(value)}" for key, value in queue.items()],
         "[plugins]",
         f"enabled = {toml_value(list(enabled))}",
+        *([f"modules = {toml_value(list(modules))}"] if modules else []),
     ]
     for number in numbers:
         lines.append("[[numbers]]")
