@@ -17,6 +17,7 @@ from core.types import (
     SendResult,
     SimulatedWebhook,
     StatusUpdate,
+    Template,
     WebhookRequest,
     WebhookRoute,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "SendResult",
     "SimulatedWebhook",
     "StatusUpdate",
+    "Template",
     "WebhookRequest",
     "WebhookRoute",
     "hookimpl",

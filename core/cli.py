@@ -128,17 +128,25 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def plugins(args: argparse.Namespace) -> int:
-    runtime = build_runtime(resolve_config_path(args.config))
+    from core.plugins import discover
+
+    path = resolve_config_path(args.config)
+    if path.exists():
+        runtime = build_runtime(path)
+        available, enabled = runtime.available, runtime.settings.enabled_plugins
+    else:  # listing what is installed needs no config
+        print(f"hookline: {path} not found; showing installed plugins, none enabled", file=sys.stderr)
+        available, enabled = discover(), ()
     rows = [
         {
             "name": info.name,
             "version": info.version or "-",
-            "enabled": info.name in runtime.settings.enabled_plugins,
+            "enabled": info.name in enabled,
             "role": info.role,
             "source": info.source,
             "hooks": info.hooks,
         }
-        for info in sorted(runtime.available.values(), key=lambda info: info.name)
+        for info in sorted(available.values(), key=lambda info: info.name)
     ]
     if args.json:
         print(json.dumps(rows, indent=2))

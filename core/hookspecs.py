@@ -144,6 +144,15 @@ async def provider_send_media(host: Host, number: Number, message: OutboundMessa
 
 
 @hookspec(firstresult=True)
+async def provider_send_template(host: Host, number: Number, message: OutboundMessage) -> SendResult:
+    """Send the pre-approved ``message.template`` to ``message.to``. Async, optional.
+
+    Needed outside WhatsApp's 24-hour window. Errors as for ``provider_send_text``; a provider
+    without this hook fails template sends permanently with a clear reason.
+    """
+
+
+@hookspec(firstresult=True)
 async def provider_fetch_status(host: Host, number: Number, external_id: str) -> StatusUpdate:
     """Ask the provider for a message's current status (delivery status lookup). Async, optional."""
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -57,6 +58,7 @@ async def record_webhook(
     for attempt in range(_RACE_RETRIES):
         try:
             async with in_transaction() as connection:
+                await lock_provider_ids(connection, provider, (update.external_id for update in parsed.statuses))
                 result = IntakeResult()
                 for message in parsed.messages:
                     await _store_message(connection, provider, message, queue, result)
@@ -141,7 +143,12 @@ async def apply_status(
     result: IntakeResult,
 ) -> None:
     """Keep the event; move the message forward if the status outranks the current one."""
-    message = await Message.filter(provider=provider, external_id=update.external_id).using_db(connection).first()
+    # Outbound only: statuses are about our sends; a customer's message must never become "read".
+    message = await (
+        Message.filter(provider=provider, external_id=update.external_id, direction=Direction.OUTBOUND)
+        .using_db(connection)
+        .first()
+    )
     event = await StatusEvent.create(
         message_id=message.id if message else None,
         provider=provider,
@@ -169,6 +176,24 @@ async def apply_status(
             ordering_key=inbound_key(message.conversation_id),
         )
         result.statuses_applied += 1
+
+
+async def lock_provider_ids(connection: BaseDBAsyncClient, provider: str, external_ids: Iterable[str]) -> None:
+    """Serialise status webhooks with the send that stores the same provider id (PostgreSQL).
+
+    Otherwise a status that looked for its message before the send committed, and stored its event
+    after the send looked for early ones, would never be applied. SQLite already runs one write
+    transaction at a time. Locks are taken in key order, so two transactions cannot deadlock.
+    """
+    if connection.capabilities.dialect != "postgres":
+        return
+    for key in sorted({_lock_key(provider, external_id) for external_id in external_ids}):
+        await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [key])
+
+
+def _lock_key(provider: str, external_id: str) -> int:
+    digest = hashlib.blake2b(f"{provider}\0{external_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 async def advance_status(

@@ -12,6 +12,8 @@ import hmac
 import mimetypes
 import re
 import time
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from starlette.requests import Request
@@ -21,11 +23,16 @@ _KEY = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]{1,8})?$")
 
 
 class MediaStore:
-    def __init__(self, directory: Path, signing_key: bytes, public_url: str, ttl_seconds: int) -> None:
+    def __init__(self, directory: Path, signing_key: Callable[[], bytes], public_url: str, ttl_seconds: int) -> None:
         self.directory = directory
-        self._signing_key = signing_key
+        self._key_source = signing_key
         self.public_url = public_url
         self.ttl_seconds = ttl_seconds
+
+    @cached_property
+    def _signing_key(self) -> bytes:
+        """Read (or generated) on first use, so commands that sign nothing create no key file."""
+        return self._key_source()
 
     def save(self, data: bytes, content_type: str | None = None, filename: str | None = None) -> str:
         """Store bytes; return their key (sha256 + an extension that keeps the content type)."""

@@ -31,7 +31,13 @@ NOTIFICATION_HOOKS = (
     "on_conversation_transferred",
 )
 WORKFLOW_HOOKS = ("on_inbound_message", "on_status_update", "on_conversation_transferred")
-ASYNC_PROVIDER_HOOKS = ("provider_send_text", "provider_send_media", "provider_fetch_status", "provider_download_media")
+ASYNC_PROVIDER_HOOKS = (
+    "provider_send_text",
+    "provider_send_media",
+    "provider_send_template",
+    "provider_fetch_status",
+    "provider_download_media",
+)
 REQUIRED_PROVIDER_HOOKS = (
     "provider_number_settings_model",
     "provider_webhook_routes",

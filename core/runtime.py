@@ -40,7 +40,9 @@ def build_runtime(
     settings = load_settings(config_path, Catalog(available), env)
     dispatch = Dispatch(build_manager(available, settings.enabled_plugins))
     data_dir = Path(settings.server.data_dir)
-    media = MediaStore(data_dir / "media", secret_key(data_dir, env), settings.server.public_url, settings.media.url_ttl_seconds)
+    media = MediaStore(
+        data_dir / "media", lambda: secret_key(data_dir, env), settings.server.public_url, settings.media.url_ttl_seconds
+    )
     host = Host(settings, dispatch, EmbeddedQueue(), media)
     return Runtime(settings, available, dispatch, host)
 

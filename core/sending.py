@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from tortoise.transactions import in_transaction
 
-from core.intake import advance_status, inbound_key, outbound_key
+from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
 from core.types import DeliveryStatus, Direction, Media, OutboundMessage, ProviderError
 from core.worker import RetryLater
@@ -74,6 +74,7 @@ async def deliver(host: Host, message_id: int) -> None:
         return
     status = provider.status_map.get(result.raw_status, DeliveryStatus.QUEUED)
     async with in_transaction() as connection:
+        await lock_provider_ids(connection, number.provider, [result.external_id])
         await Message.filter(id=message.id).using_db(connection).update(external_id=result.external_id)
         moved = await advance_status(connection, message.id, status)
         event = await StatusEvent.create(

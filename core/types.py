@@ -171,6 +171,24 @@ class SendResult:
 
 
 @dataclass(slots=True)
+class Template:
+    """A pre-approved message, for writing outside WhatsApp's 24-hour window.
+
+    `name` is what the provider knows it by (Twilio: the Content SID `HX…`; Meta: the template
+    name); `variables` fill its placeholders (Twilio ContentVariables, Meta body parameters) and
+    `components`, when given, go to providers that take them as they are (Meta).
+    """
+
+    name: str
+    language: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "language": self.language, "variables": self.variables, "components": self.components}
+
+
+@dataclass(slots=True)
 class OutboundMessage:
     """What the worker hands a provider's send hook."""
 
@@ -178,6 +196,7 @@ class OutboundMessage:
     to: str
     text: str | None = None
     media: Media | None = None
+    template: Template | None = None
     status_callback_url: str | None = None
 
 

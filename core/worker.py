@@ -60,13 +60,20 @@ class Worker:
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop claiming; let running jobs finish within the grace period, return the rest."""
+        deadline = asyncio.get_running_loop().time() + grace_seconds
         self._stopping.set()
         self.queue.wake()
+        # Let a claim in flight finish rather than cancel it: its UPDATE may already have leased
+        # jobs, which would then sit unrun until their lease ran out. The loop returns them.
+        claim_loops = [loop for loop in self._loops if loop.get_name() == "hookline-claim"]
+        if claim_loops:
+            await asyncio.wait(claim_loops, timeout=grace_seconds)
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._running:
-            done, pending = await asyncio.wait(list(self._running.values()), timeout=grace_seconds)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            done, pending = await asyncio.wait(list(self._running.values()), timeout=remaining)
             unfinished = [job_id for job_id, task in self._running.items() if task in pending]
             for task in pending:
                 task.cancel()
@@ -84,6 +91,9 @@ class Worker:
                     jobs = await self.queue.claim(free, self.config.lease_seconds)
                 except Exception as exc:  # storage down: keep trying, never die
                     log.warning("could not claim jobs: %s", exc)
+            if jobs and self._stopping.is_set():  # claimed as we stopped: give them back untouched
+                await self.queue.release([job.id for job in jobs])
+                return
             for job in jobs:
                 task = asyncio.create_task(self._run(job), name=f"hookline-job-{job.id}")
                 self._running[job.id] = task

@@ -66,20 +66,26 @@ class FakeApi:
 
 
 @contextmanager
-def running_fake_api(delay: float = 0.0) -> Iterator[FakeApi]:
-    fake = FakeApi(delay)
-    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+def serving_in_thread(app: Starlette) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 (a free port) in a thread; yield its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the fake API did not start")
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    fake.url = f"http://127.0.0.1:{port}"
     try:
-        yield fake
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+@contextmanager
+def running_fake_api(delay: float = 0.0) -> Iterator[FakeApi]:
+    fake = FakeApi(delay)
+    with serving_in_thread(fake.app()) as url:
+        fake.url = url
+        yield fake

@@ -54,6 +54,7 @@ def write_config(
     lines = [
         "[server]",
         'public_url = "https://hookline.example.com"',
+        f"data_dir = {toml_value(str(directory / 'data'))}",
         "[database]",
         f"url = {toml_value(database_url)}",
         "[queue]",

@@ -1,0 +1,341 @@
+"""The embedded work queue and its worker: retries, order per key, leases, stop, burial, durability.
+
+Driven directly (no app): storage opened as the app's lifespan opens it, an EmbeddedQueue and a
+Worker with small intervals. Every test runs on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from tortoise.connection import get_connection
+
+from core.config import QueueConfig
+from core.queue import EmbeddedQueue, now_ms
+from core.storage.database import close_storage, open_storage, prepare_schema
+from core.storage.models import Job
+from core.worker import RetryLater, Worker, backoff_delay
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+def queue_config(**overrides: Any) -> QueueConfig:
+    values: dict[str, Any] = {
+        "concurrency": 4,
+        "max_attempts": 5,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        "lease_seconds": 5.0,
+        "poll_interval_seconds": 0.05,
+    }
+    values.update(overrides)
+    return QueueConfig(**values)
+
+
+@asynccontextmanager
+async def storage(url: str) -> AsyncIterator[None]:
+    await open_storage(url)
+    try:
+        await prepare_schema(url)
+        yield
+    finally:
+        await close_storage()
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop(grace_seconds=1.0)
+
+
+async def enqueue(queue: EmbeddedQueue, kind: str, payload: dict[str, Any], key: str | None = None) -> None:
+    await queue.enqueue(get_connection("default"), kind, payload, ordering_key=key)
+    queue.wake()
+
+
+async def no_jobs() -> bool:
+    return await Job.all().count() == 0
+
+
+def exists(**filters: Any):
+    async def check() -> bool:
+        return await Job.filter(**filters).exists()
+
+    return check
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 10.0)):
+        delays = [backoff_delay(attempt, 1.0, 10.0) for _ in range(200)]
+        assert all(full / 2 <= delay <= full for delay in delays), (attempt, min(delays), max(delays))
+        assert len(set(delays)) > 1  # jittered, so retries of many jobs spread out
+
+
+async def test_retry_later_runs_again_after_its_delay(database_url):
+    runs: list[int] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        runs.append(now_ms())
+        if len(runs) < 3:
+            raise RetryLater("provider busy", delay=0.15)
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        async with running(Worker(queue, {"work": handler}, queue_config())):
+            await enqueue(queue, "work", {"n": 1})
+            await eventually(no_jobs, timeout=5)
+        assert len(runs) == 3
+        # The job cannot be claimed before its run_at: each retry waited at least its delay.
+        assert runs[1] - runs[0] >= 150
+        assert runs[2] - runs[1] >= 150
+
+
+async def test_plain_exception_is_retried_with_backoff_and_recorded(database_url):
+    seen: list[tuple[int, str | None, int]] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        job = await Job.get(kind="flaky")
+        seen.append((job.attempts, job.last_error, now_ms()))
+        if len(seen) == 1:
+            raise ValueError("boom")
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        config = queue_config(backoff_base_seconds=0.2, backoff_max_seconds=1.0)
+        async with running(Worker(queue, {"flaky": handler}, config)):
+            await enqueue(queue, "flaky", {})
+            await eventually(no_jobs, timeout=5)
+        assert [(attempts, error) for attempts, error, _ in seen] == [(1, None), (2, "ValueError: boom")]
+        assert seen[1][2] - seen[0][2] >= 100  # first backoff is base/2 .. base
+
+
+async def test_same_key_runs_one_at_a_time_in_order_even_during_backoff(database_url):
+    events: list[str] = []
+    active: dict[str, int] = {"k": 0}
+    overlap: list[str] = []
+    attempts: dict[str, int] = {}
+
+    async def handler(payload: dict[str, Any]) -> None:
+        name = payload["name"]
+        attempts[name] = attempts.get(name, 0) + 1
+        active["k"] += 1
+        if active["k"] > 1:
+            overlap.append(name)
+        events.append(f"start {name}")
+        try:
+            await asyncio.sleep(0.02)
+            if name == "a" and attempts[name] == 1:
+                raise RetryLater("not yet", delay=0.3)
+        finally:
+            active["k"] -= 1
+            events.append(f"end {name}")
+
+    other_ran_during_backoff: list[bool] = []
+
+    async def other(payload: dict[str, Any]) -> None:
+        # Runs before "a" has succeeded: a different key is not held up by k's retries.
+        other_ran_during_backoff.append(attempts.get("a") == 1)
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        async with running(Worker(queue, {"keyed": handler, "other": other}, queue_config(concurrency=8))):
+            for name in ("a", "b", "c", "d"):
+                await queue.enqueue(get_connection("default"), "keyed", {"name": name}, ordering_key="k")
+            await queue.enqueue(get_connection("default"), "other", {}, ordering_key="elsewhere")
+            queue.wake()
+            await eventually(no_jobs, timeout=5)
+    assert overlap == []
+    assert events == [
+        "start a", "end a",  # failed, in backoff: b, c, d must wait for it
+        "start a", "end a",
+        "start b", "end b",
+        "start c", "end c",
+        "start d", "end d",
+    ]
+    assert other_ran_during_backoff == [True]
+
+
+async def test_slow_job_on_one_key_does_not_hold_up_another_key(database_url):
+    other_done = asyncio.Event()
+    outcome: list[str] = []
+
+    async def slow(payload: dict[str, Any]) -> None:
+        # Finishes only when the other key's job has run, which it must do meanwhile.
+        try:
+            await asyncio.wait_for(other_done.wait(), timeout=1.5)
+            outcome.append("slow saw other finish")
+        except TimeoutError:
+            outcome.append("slow timed out: other key was held up")
+
+    async def fast(payload: dict[str, Any]) -> None:
+        other_done.set()
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        async with running(Worker(queue, {"slow": slow, "fast": fast}, queue_config(concurrency=2))):
+            await enqueue(queue, "slow", {}, key="conversation-1")
+            await eventually(exists(kind="slow", state="running"), timeout=5)
+            await enqueue(queue, "fast", {}, key="conversation-2")
+            await eventually(no_jobs, timeout=5)
+    assert outcome == ["slow saw other finish"]
+
+
+async def test_expired_lease_of_a_crashed_worker_is_claimed_again(database_url):
+    ran: list[tuple[dict[str, Any], int]] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        ran.append((payload, (await Job.get(kind="orphan")).attempts))
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        await enqueue(queue, "orphan", {"x": 1}, key="k")
+        crashed = await queue.claim(10, lease_seconds=0.3)  # claimed, then the worker "dies"
+        assert [(job.kind, job.attempts) for job in crashed] == [("orphan", 1)]
+        assert await queue.claim(10, lease_seconds=30) == []  # leased: nobody else may take it
+        async with running(Worker(queue, {"orphan": handler}, queue_config())):
+            await eventually(no_jobs, timeout=5)
+    assert ran == [({"x": 1}, 2)]
+
+
+async def test_stop_returns_unfinished_jobs_without_counting_an_attempt(database_url):
+    started = asyncio.Event()
+
+    async def stuck(payload: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never finishes on its own
+
+    seen_attempts: list[int] = []
+
+    async def quick(payload: dict[str, Any]) -> None:
+        seen_attempts.append((await Job.get(kind="long")).attempts)
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        worker = Worker(queue, {"long": stuck}, queue_config())
+        worker.start()
+        try:
+            await enqueue(queue, "long", {}, key="k")
+            await asyncio.wait_for(started.wait(), timeout=5)
+        finally:
+            await worker.stop(grace_seconds=0.05)
+        job = await Job.get(kind="long")
+        assert (job.state, job.attempts, job.locked_until_ms) == ("ready", 0, None)
+        # Another worker (a restarted process) takes it at once, as a first attempt.
+        async with running(Worker(queue, {"long": quick}, queue_config())):
+            await eventually(no_jobs, timeout=5)
+    assert seen_attempts == [1]
+
+
+async def test_stop_lets_a_running_job_finish_within_the_grace_period(database_url):
+    started = asyncio.Event()
+    finished: list[bool] = []
+
+    async def short(payload: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(0.1)
+        finished.append(True)
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        worker = Worker(queue, {"short": short}, queue_config())
+        worker.start()
+        try:
+            await enqueue(queue, "short", {})
+            await asyncio.wait_for(started.wait(), timeout=5)
+        finally:
+            await worker.stop(grace_seconds=5)
+        assert finished == [True]
+        assert await no_jobs()  # completed, not handed back
+
+
+async def test_stop_while_a_claim_is_in_flight_leaves_no_job_leased(database_url):
+    """A claim that committed as the worker stopped must not strand its jobs until the lease ends."""
+    in_claim = asyncio.Event()
+    finish_claim = asyncio.Event()
+
+    class SlowToAnswer(EmbeddedQueue):
+        async def claim(self, limit: int, lease_seconds: float):  # type: ignore[override]
+            jobs = await super().claim(limit, lease_seconds)
+            if jobs:
+                in_claim.set()
+                await finish_claim.wait()  # the UPDATE committed; its answer is still on its way
+            return jobs
+
+    async def handler(payload: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    async with storage(database_url):
+        queue = SlowToAnswer()
+        worker = Worker(queue, {"work": handler}, queue_config(lease_seconds=60))
+        worker.start()
+        try:
+            await enqueue(queue, "work", {})
+            await asyncio.wait_for(in_claim.wait(), timeout=5)
+            stopping = asyncio.create_task(worker.stop(grace_seconds=0.05))
+            await asyncio.sleep(0)
+            finish_claim.set()
+            await asyncio.wait_for(stopping, timeout=5)
+        finally:
+            finish_claim.set()
+            await worker.stop(grace_seconds=0.05)
+        job = await Job.get(kind="work")
+        assert (job.state, job.attempts, job.locked_until_ms) == ("ready", 0, None)
+
+
+async def test_job_out_of_attempts_is_buried_and_its_dead_handler_runs(database_url):
+    calls: list[int] = []
+    dead: list[tuple[dict[str, Any], str]] = []
+    order: list[str] = []
+
+    async def failing(payload: dict[str, Any]) -> None:
+        calls.append(1)
+        order.append("failing")
+        raise ValueError("nope")
+
+    async def on_dead(payload: dict[str, Any], reason: str) -> None:
+        dead.append((payload, reason))
+
+    async def next_in_line(payload: dict[str, Any]) -> None:
+        order.append("next")
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        worker = Worker(queue, {"doomed": failing, "next": next_in_line}, queue_config(max_attempts=3), {"doomed": on_dead})
+        async with running(worker):
+            await enqueue(queue, "doomed", {"id": 7}, key="k")
+            await enqueue(queue, "next", {}, key="k")
+            await eventually(exists(kind="doomed", state="dead"), timeout=5)
+            await eventually(lambda: order[-1:] == ["next"], timeout=5)
+        job = await Job.get(kind="doomed")
+        assert (job.state, job.attempts, job.last_error, job.locked_until_ms) == ("dead", 3, "ValueError: nope", None)
+        assert await queue.claim(10, lease_seconds=30) == []  # the dead are never claimed again
+    assert len(calls) == 3
+    assert dead == [({"id": 7}, "ValueError: nope")]
+    assert order == ["failing", "failing", "failing", "next"]  # its successor waited for the burial
+
+
+async def test_jobs_survive_closing_and_reopening_storage(database_url):
+    ran: list[dict[str, Any]] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        ran.append(payload)
+
+    async with storage(database_url):
+        queue = EmbeddedQueue()
+        await enqueue(queue, "kept", {"n": 1}, key="k")
+        await enqueue(queue, "kept", {"n": 2}, key="k")
+        await enqueue(queue, "kept", {"n": 3, "nested": {"list": [1, "two"]}})
+    async with storage(database_url):  # a new process: fresh queue, same database
+        assert await Job.all().count() == 3
+        queue = EmbeddedQueue()
+        async with running(Worker(queue, {"kept": handler}, queue_config(concurrency=1))):
+            await eventually(no_jobs, timeout=5)
+    assert ran == [{"n": 1}, {"n": 2}, {"n": 3, "nested": {"list": [1, "two"]}}]
