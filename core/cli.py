@@ -15,6 +15,7 @@ from core.config import CONFIG_ENV_VAR, ConfigError, resolve_config_path
 from core.logs import setup_logging
 from core.plugins import PluginError
 from core.runtime import Runtime, build_runtime
+from core.storage.database import UnmigratedDatabase
 from core.types import UnknownNumber
 
 EXIT_CONFIG = 2
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"hookline: configuration error\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except UnknownNumber as exc:  # `--number` names no configured number
+    except (UnknownNumber, UnmigratedDatabase) as exc:  # a bad `--number`; `hookline migrate` first
         print(f"hookline: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
@@ -210,6 +211,25 @@ def messages(args: argparse.Namespace) -> int:
     return asyncio.run(_with_storage(runtime, work))
 
 
+def status(args: argparse.Namespace) -> int:
+    """Ask the provider for a message's current status (the original system's getMessageStatus)."""
+    from core.types import ProviderError
+
+    runtime = _runtime(args)
+
+    async def work() -> int:
+        try:
+            message = await runtime.host.refresh_status(args.message_id)
+        except ProviderError as exc:
+            print(f"hookline: {exc.message}", file=sys.stderr)
+            return 1
+        print(json.dumps({"id": message.id, "status": message.status.value, "external_id": message.external_id,
+                          "error_code": message.error_code, "error_text": message.error_text}, ensure_ascii=False))
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
 def simulate(args: argparse.Namespace) -> int:
     import httpx
 
@@ -303,6 +323,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--conversation", type=int)
     sub.add_argument("--limit", type=int, default=200)
     sub.add_argument("--json", action="store_true")
+
+    sub = command("status", status, "ask the provider for a message's current status and store it")
+    sub.add_argument("message_id", type=int)
 
     sub = command("simulate", simulate, "post a correctly proven sample webhook to a running server")
     sub.add_argument("provider")

@@ -79,7 +79,7 @@ class _PluginsSection(BaseModel):
 
 
 class _NumberEntry(_Section):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     provider: str
     phone: str = Field(min_length=1)
     display_name: str | None = None

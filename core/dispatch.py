@@ -122,8 +122,8 @@ class Dispatch:
     async def notify(self, hook: str, **kwargs: Any) -> list[str]:
         """Await `hook` on every plugin that has it; return the names of those that raised."""
         failed: list[str] = []
-        # In the order of `[plugins] enabled` (registration order), unlike pluggy's LIFO calls.
-        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+        # pluggy's call order: the order of `[plugins] enabled` (see core.plugins.build_manager).
+        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             arguments = {name: kwargs[name] for name in impl.argnames}
             try:
                 await impl.function(**arguments)

@@ -201,7 +201,9 @@ async def on_inbound_message(host: Host, message: Message, conversation: Convers
 
 @hookspec
 async def on_status_update(host: Host, message: Message, event: StatusEvent) -> None:
-    """An outbound message moved forward (``message.status`` is the new status). Async, every plugin.
+    """An outbound message moved forward to ``event.status``. Async, every plugin.
+
+    ``message`` is read when the notification runs, so its ``status`` may already be further on.
 
     Regressions and duplicates do not call this; every status webhook is still kept as a
     ``StatusEvent`` for audit.

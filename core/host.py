@@ -9,12 +9,12 @@ from tortoise.transactions import in_transaction
 
 from core.config import Settings
 from core.dispatch import Dispatch
-from core.intake import conversation_for
+from core.intake import conversation_for, record_webhook
 from core.media import MediaStore
 from core.queue import WorkQueue
 from core.sending import enqueue_outbound
 from core.storage.models import Contact, Conversation, Message
-from core.types import Media, Number, UnknownNumber
+from core.types import Media, Number, ParsedWebhook, ProviderError, Template, UnknownNumber
 
 
 class Host:
@@ -61,6 +61,23 @@ class Host:
     async def send_media(self, conversation: Conversation | int, media: Media, caption: str | None = None) -> Message:
         """Queue a media message (`media.url` must be fetchable by the provider)."""
         return await enqueue_outbound(self, await _conversation(conversation), text=caption, media=media)
+
+    async def send_template(self, conversation: Conversation | int, template: Template) -> Message:
+        """Queue a pre-approved template (the way to write outside WhatsApp's 24-hour window)."""
+        return await enqueue_outbound(self, await _conversation(conversation), template=template)
+
+    async def refresh_status(self, message_id: int) -> Message:
+        """Ask the provider for an outbound message's current status and apply it (never backwards)."""
+        message = await Message.get(id=message_id).prefetch_related("conversation")
+        if message.external_id is None:
+            return message  # not accepted by the provider yet: nothing to ask about
+        number = self.number(message.conversation.number_id)
+        provider = self.dispatch.provider(number.provider)
+        if not provider.implements("provider_fetch_status"):
+            raise ProviderError(f"{number.provider} cannot look up message status", code="unsupported")
+        update = await provider.fetch_status(self, number, message.external_id)
+        await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
+        return await Message.get(id=message_id)
 
     async def conversation_with(self, number_id: str, address: str, name: str | None = None) -> Conversation:
         """The conversation between a number and an address, created if new (for first contact)."""

@@ -207,7 +207,7 @@ async def advance_status(
     """Set `status` only if it outranks the stored one (one conditional UPDATE: race-free)."""
     lower = [candidate for candidate, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
     changes: dict[str, object] = {"status": status, "status_at": at or datetime.now(UTC)}
-    if status is DeliveryStatus.FAILED:
-        changes.update(error_code=error_code, error_text=error_text)
+    # A later delivery receipt outranks a failure: the old error no longer describes the message.
+    changes.update(error_code=error_code, error_text=error_text)
     updated = await Message.filter(id=message_id, status__in=lower).using_db(connection).update(**changes)
     return bool(updated)

@@ -98,6 +98,8 @@ def discover(modules: Iterable[str] = ()) -> dict[str, PluginInfo]:
         except Exception as exc:
             raise PluginError(f"plugin module {path!r} failed to import: {exc}") from exc
         name = getattr(module, "PLUGIN_NAME", path.rsplit(".", 1)[-1])
+        if name in found:
+            raise PluginError(f"plugin module {path!r} is named {name!r}, like the installed plugin from {found[name].source}; set PLUGIN_NAME")
         found[name] = PluginInfo(name, module, getattr(module, "__version__", None), "module")
     return found
 
@@ -138,10 +140,14 @@ def build_manager(available: Mapping[str, PluginInfo], enabled: Iterable[str]) -
     """A plugin manager with the enabled plugins registered and their hooks checked."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    for name in enabled:
-        info = available[name]
-        manager.register(info.plugin, name=name)
-    manager.check_pending()
+    # pluggy calls the last registered first: registering in reverse makes every hook run in the
+    # order of `[plugins] enabled` (and keeps tryfirst/trylast meaningful).
+    try:
+        for name in reversed(list(enabled)):
+            manager.register(available[name].plugin, name=name)
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
     check_contract(manager)
     return manager
 
@@ -151,9 +157,12 @@ def check_contract(manager: pluggy.PluginManager) -> None:
     problems: list[str] = []
     for name, plugin in manager.list_name_plugin():
         implemented = {impl for impl in dir(plugin) if _is_hookimpl(plugin, impl)}
-        for hook in (*NOTIFICATION_HOOKS, *ASYNC_PROVIDER_HOOKS):
-            if hook in implemented and not inspect.iscoroutinefunction(getattr(plugin, hook)):
+        for hook in implemented:
+            is_async = inspect.iscoroutinefunction(getattr(plugin, hook))
+            if hook in (*NOTIFICATION_HOOKS, *ASYNC_PROVIDER_HOOKS) and not is_async:
                 problems.append(f"plugin {name!r}: {hook} must be `async def`")
+            elif hook not in (*NOTIFICATION_HOOKS, *ASYNC_PROVIDER_HOOKS) and is_async:
+                problems.append(f"plugin {name!r}: {hook} must be a plain `def` (it runs inside the request)")
         if "provider_number_settings_model" in implemented:
             missing = [hook for hook in REQUIRED_PROVIDER_HOOKS if hook not in implemented]
             if missing:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, Settings, load_settings, read_config_file
+from core.config import ConfigError, Problem, Settings, load_settings, read_config_file
 from core.dispatch import Dispatch
 from core.host import Host
-from core.plugins import Catalog, PluginInfo, build_manager, discover, explicit
+from core.plugins import Catalog, PluginError, PluginInfo, build_manager, discover, explicit
 from core.keys import secret_key
 from core.media import MediaStore
 from core.queue import EmbeddedQueue
@@ -38,7 +38,11 @@ def build_runtime(
     else:
         available = explicit(plugins)
     settings = load_settings(config_path, Catalog(available), env)
-    dispatch = Dispatch(build_manager(available, settings.enabled_plugins))
+    try:
+        manager = build_manager(available, settings.enabled_plugins)
+    except PluginError as exc:  # name the file and the key, like every configuration problem
+        raise ConfigError(config_path, [Problem("plugins.enabled", str(exc))]) from None
+    dispatch = Dispatch(manager)
     data_dir = Path(settings.server.data_dir)
     media = MediaStore(
         data_dir / "media", lambda: secret_key(data_dir, env), settings.server.public_url, settings.media.url_ttl_seconds

@@ -10,7 +10,7 @@ from tortoise.transactions import in_transaction
 
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
-from core.types import DeliveryStatus, Direction, Media, OutboundMessage, ProviderError
+from core.types import DeliveryStatus, Direction, Media, OutboundMessage, ProviderError, Template
 from core.worker import RetryLater
 
 if TYPE_CHECKING:
@@ -20,17 +20,24 @@ log = logging.getLogger("hookline.sending")
 
 
 async def enqueue_outbound(
-    host: Host, conversation: Conversation, *, text: str | None = None, media: Media | None = None
+    host: Host,
+    conversation: Conversation,
+    *,
+    text: str | None = None,
+    media: Media | None = None,
+    template: Template | None = None,
 ) -> Message:
     """Persist the message as `pending` and its send job, in one transaction."""
     number = host.number(conversation.number_id)
+    kind = "template" if template else ("text" if media is None else _media_kind(media))
     async with in_transaction() as connection:
         message = await Message.create(
             conversation_id=conversation.id,
             direction=Direction.OUTBOUND,
-            kind="text" if media is None else _media_kind(media),
+            kind=kind,
             text=text,
             media=[media.to_json()] if media else [],
+            data={"template": template.to_json()} if template else {},
             provider=number.provider,
             status=DeliveryStatus.PENDING,
             status_at=datetime.now(UTC),
@@ -60,13 +67,18 @@ async def deliver(host: Host, message_id: int) -> None:
         to=conversation.contact.address,
         text=message.text,
         media=Media(**message.media[0]) if message.media else None,
+        template=Template(**message.data["template"]) if message.kind == "template" else None,
         status_callback_url=host.status_callback_url(number.provider),
     )
     try:
-        if outbound.media is None:
-            result = await provider.send_text(host, number, outbound)
-        else:
+        if outbound.template is not None:
+            if not provider.implements("provider_send_template"):
+                raise ProviderError(f"{number.provider} cannot send templates", code="unsupported")
+            result = await provider.send_template(host, number, outbound)
+        elif outbound.media is not None:
             result = await provider.send_media(host, number, outbound)
+        else:
+            result = await provider.send_text(host, number, outbound)
     except ProviderError as exc:
         if exc.retryable:
             raise RetryLater(f"{number.provider} {exc.code or ''} {exc.message}".strip(), exc.retry_after) from exc

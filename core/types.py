@@ -210,7 +210,7 @@ class SimulatedWebhook:
     method: str = "POST"
 
 
-@dataclass(slots=True)
+@dataclass  # not slots: `form` and `query` are parsed once and cached on the instance
 class WebhookRequest:
     """The raw request as the core read it, once. Providers verify and parse from this."""
 

@@ -98,6 +98,10 @@ class WebhookEndpoint:
         except Exception as exc:
             log.exception("%s: provider_parse raised", name)
             return _refuse(400, name, f"malformed: {type(exc).__name__}")
+        matched = {number.id for number in candidates}
+        named = {item.number_id for item in [*parsed.messages, *parsed.statuses]} - {None}
+        if not named <= matched:  # a parser bug; storing would fail on every retry
+            return _refuse(400, name, f"parsed for number(s) {sorted(named - matched)} that the request did not match")
         for message in parsed.messages:  # bytes that came inside the webhook (WPPConnect)
             for media in message.media:
                 if media.data is not None:

@@ -3,7 +3,7 @@
 PostgreSQL is the server named by DATABASE_URL, or 127.0.0.1:5432 as `postgres`. The session
 creates its own throwaway database there and drops it at the end; it never touches the data of
 the database DATABASE_URL names. When no server answers, the PostgreSQL variants are skipped,
-unless HOOKLINE_REQUIRE_POSTGRES=1 (set by .ci/run and `make test`), which makes that an error.
+unless HOOKLINE_REQUIRE_POSTGRES=1 (set by .ci/run), which makes that an error.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ class FakeTwilio:
         self.media_requests.append((request.url.path, self._auth(request)))
         if not self._authorized(request, request.path_params["account_sid"]):
             return Response(status_code=401)
-        return RedirectResponse(f"/cdn/{request.path_params['media_sid']}", status_code=307)
+        # Another origin, as Twilio's CDN is: credentials must not follow the redirect.
+        cdn = f"http://localhost:{request.url.port}/cdn/{request.path_params['media_sid']}"
+        return RedirectResponse(cdn, status_code=307)
 
     async def cdn(self, request: Request) -> Response:
         self.media_requests.append((request.url.path, self._auth(request)))
