@@ -5,7 +5,9 @@ Plugins import what they need from here: ``from core import hookimpl``.
 
 from core.hookspecs import hookimpl
 from core.types import (
+    Command,
     ContactInfo,
+    Interactive,
     DeliveryStatus,
     InboundMessage,
     MalformedWebhook,
@@ -23,7 +25,9 @@ from core.types import (
 )
 
 __all__ = [
+    "Command",
     "ContactInfo",
+    "Interactive",
     "DeliveryStatus",
     "InboundMessage",
     "MalformedWebhook",

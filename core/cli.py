@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from core.config import CONFIG_ENV_VAR, ConfigError, resolve_config_path
 from core.logs import setup_logging
 from core.plugins import PluginError
 from core.runtime import Runtime, build_runtime
+from core.types import Command
 from core.storage.database import UnmigratedDatabase
 from core.types import UnknownNumber
 
@@ -230,6 +232,31 @@ def status(args: argparse.Namespace) -> int:
     return asyncio.run(_with_storage(runtime, work))
 
 
+def numbers(args: argparse.Namespace) -> int:
+    from core.storage.models import NumberRow
+
+    runtime = _runtime(args)
+
+    async def work() -> int:
+        rows = [
+            {
+                "id": row.id, "provider": row.provider, "phone": row.phone, "display_name": row.display_name,
+                "managed_by_config": row.managed_by_config, "state": row.state, "state_detail": row.state_detail,
+                "state_at": row.state_at.isoformat() if row.state_at else None,
+            }
+            for row in await NumberRow.all().order_by("id")
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            _table(["id", "provider", "phone", "config", "state"],
+                   [[r["id"], r["provider"], r["phone"], "yes" if r["managed_by_config"] else "no",
+                     " ".join(filter(None, [r["state"], r["state_detail"]])) or "-"] for r in rows])
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
 def simulate(args: argparse.Namespace) -> int:
     import httpx
 
@@ -333,7 +360,33 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--number", help="our number's id (default: the provider's first)")
     sub.add_argument("--from", dest="sender", default="+15550100123", help="the customer's phone")
     sub.add_argument("--url", help="server base URL (default: http://[server] host:port)")
+
+    sub = command("numbers", numbers, "list numbers: provider, phone, managed by config, connection state")
+    sub.add_argument("--json", action="store_true")
+
+    for plugin_name, contributed in _installed_commands():
+        sub = command(contributed.name, functools.partial(_plugin_command, plugin_name, contributed), contributed.help)
+        if contributed.configure is not None:
+            contributed.configure(sub)
     return parser
+
+
+def _installed_commands() -> list[tuple[str, Command]]:
+    from core.plugins import Catalog, discover
+
+    try:
+        return Catalog(discover()).commands()
+    except PluginError as exc:  # a broken plugin must not take the built-in commands down with it
+        print(f"hookline: plugin commands unavailable: {exc}", file=sys.stderr)
+        return []
+
+
+def _plugin_command(plugin_name: str, contributed: Command, args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    if plugin_name not in runtime.settings.enabled_plugins:
+        print(f"hookline: `{contributed.name}` comes from plugin {plugin_name!r}, which is not enabled in {runtime.settings.path}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(_with_storage(runtime, lambda: contributed.run(runtime.host, args)))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ class Provider:
     async def send_template(self, host: Host, number: Number, message: OutboundMessage) -> SendResult:
         return await self._acall("provider_send_template", host=host, number=number, message=message)
 
+    async def send_interactive(self, host: Host, number: Number, message: OutboundMessage) -> SendResult:
+        return await self._acall("provider_send_interactive", host=host, number=number, message=message)
+
     async def fetch_status(self, host: Host, number: Number, external_id: str) -> StatusUpdate:
         return await self._acall("provider_fetch_status", host=host, number=number, external_id=external_id)
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from core.host import Host
     from core.storage.models import Conversation, Message, StatusEvent
     from core.types import (
+        Command,
         Media,
         Number,
         OutboundMessage,
@@ -86,6 +87,16 @@ def provider_status_map() -> Mapping[str, str]:
     Values must be ``DeliveryStatus`` values (``queued``, ``sent``, ``delivered``, ``read``,
     ``played``, ``failed``); checked at boot. A status the map lacks is kept as an audit event and
     logged, and does not move the message.
+    """
+
+
+@hookspec
+def register_commands() -> Sequence[Command]:
+    """``hookline`` subcommands this plugin adds, e.g. ``hookline wppconnect status``. Sync.
+
+    Called on every *installed* plugin when the command line is built (before the config is read);
+    running one requires the plugin to be enabled. Each ``Command.run(host, args)`` is awaited with
+    storage open and returns the exit status.
     """
 
 
@@ -149,6 +160,15 @@ async def provider_send_template(host: Host, number: Number, message: OutboundMe
 
     Needed outside WhatsApp's 24-hour window. Errors as for ``provider_send_text``; a provider
     without this hook fails template sends permanently with a clear reason.
+    """
+
+
+@hookspec(firstresult=True)
+async def provider_send_interactive(host: Host, number: Number, message: OutboundMessage) -> SendResult:
+    """Send ``message.interactive`` (reply buttons or a list) to ``message.to``. Async, optional.
+
+    Errors as for ``provider_send_text``; a provider without this hook fails such sends
+    permanently with a clear reason.
     """
 
 

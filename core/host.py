@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from collections.abc import Mapping
 from pydantic import BaseModel
 from tortoise.transactions import in_transaction
@@ -10,17 +11,22 @@ from tortoise.transactions import in_transaction
 from core.config import Settings
 from core.dispatch import Dispatch
 from core.intake import conversation_for, record_webhook
+from core.keys import SecretKey
 from core.media import MediaStore
 from core.queue import WorkQueue
 from core.sending import enqueue_outbound
-from core.storage.models import Contact, Conversation, Message
-from core.types import Media, Number, ParsedWebhook, ProviderError, Template, UnknownNumber
+from core.storage.models import Contact, Conversation, Message, NumberRow
+from core.vault import seal, unseal
+from core.types import Interactive, Media, Number, ParsedWebhook, ProviderError, Template, UnknownNumber
 
 
 class Host:
     """Configuration, numbers and the sending API, shared by the app, the workers and the CLI."""
 
-    def __init__(self, settings: Settings, dispatch: Dispatch, queue: WorkQueue, media: MediaStore) -> None:
+    def __init__(
+        self, settings: Settings, dispatch: Dispatch, queue: WorkQueue, media: MediaStore, secret_key: SecretKey
+    ) -> None:
+        self.secret_key = secret_key
         self.settings = settings
         self.dispatch = dispatch
         self.queue = queue
@@ -54,9 +60,16 @@ class Host:
                 return self.webhook_url(provider, route.path)
         return None
 
-    async def send_text(self, conversation: Conversation | int, text: str) -> Message:
-        """Queue a text to the conversation's contact through the number's provider."""
-        return await enqueue_outbound(self, await _conversation(conversation), text=text)
+    async def send_text(self, conversation: Conversation | int, text: str, reply_to: Message | None = None) -> Message:
+        """Queue a text to the conversation's contact through the number's provider
+        (as a reply to `reply_to`, where the provider can show one)."""
+        return await enqueue_outbound(
+            self, await _conversation(conversation), text=text, reply_to=reply_to.external_id if reply_to else None
+        )
+
+    async def send_interactive(self, conversation: Conversation | int, interactive: Interactive) -> Message:
+        """Queue reply buttons or a list; the customer's tap comes back as an inbound message."""
+        return await enqueue_outbound(self, await _conversation(conversation), interactive=interactive)
 
     async def send_media(self, conversation: Conversation | int, media: Media, caption: str | None = None) -> Message:
         """Queue a media message (`media.url` must be fetchable by the provider)."""
@@ -78,6 +91,27 @@ class Host:
         update = await provider.fetch_status(self, number, message.external_id)
         await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
         return await Message.get(id=message_id)
+
+    async def set_number_state(self, number_id: str, state: str, detail: str | None = None) -> None:
+        """Record a provider-reported connection state (e.g. QRCODE, CONNECTED, needs_token) where
+        operators see it (`hookline numbers`, logs)."""
+        self.number(number_id)
+        await NumberRow.filter(id=number_id).update(state=state, state_detail=detail, state_at=datetime.now(UTC))
+        self.log.info("number %s is %s%s", number_id, state, f": {detail}" if detail else "")
+
+    async def number_secret(self, number_id: str, name: str) -> str | None:
+        """A value the provider stored for this number with `store_number_secret`, decrypted."""
+        row = await NumberRow.get(id=number_id)
+        sealed = row.sealed_secrets.get(name)
+        return unseal(self.secret_key.value, sealed) if sealed else None
+
+    async def store_number_secret(self, number_id: str, name: str, value: str) -> None:
+        """Keep a generated secret (a webhook secret, a session token) encrypted at rest."""
+        async with in_transaction() as connection:
+            row = await NumberRow.filter(id=number_id).using_db(connection).select_for_update().get()
+            await NumberRow.filter(id=number_id).using_db(connection).update(
+                sealed_secrets={**row.sealed_secrets, name: seal(self.secret_key.value, value)}
+            )
 
     async def conversation_with(self, number_id: str, address: str, name: str | None = None) -> Conversation:
         """The conversation between a number and an address, created if new (for first contact)."""

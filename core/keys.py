@@ -18,6 +18,21 @@ log = logging.getLogger("hookline")
 SECRET_KEY_ENV_VAR = "HOOKLINE_SECRET_KEY"
 
 
+class SecretKey:
+    """The key, read (or generated) on first use: commands that sign nothing create no key file."""
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str]) -> None:
+        self._data_dir = data_dir
+        self._env = env
+        self._value: bytes | None = None
+
+    @property
+    def value(self) -> bytes:
+        if self._value is None:
+            self._value = secret_key(self._data_dir, self._env)
+        return self._value
+
+
 def secret_key(data_dir: Path, env: Mapping[str, str]) -> bytes:
     if env.get(SECRET_KEY_ENV_VAR):
         return env[SECRET_KEY_ENV_VAR].encode()

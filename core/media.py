@@ -12,27 +12,22 @@ import hmac
 import mimetypes
 import re
 import time
-from collections.abc import Callable
-from functools import cached_property
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
+from core.keys import SecretKey
+
 _KEY = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]{1,8})?$")
 
 
 class MediaStore:
-    def __init__(self, directory: Path, signing_key: Callable[[], bytes], public_url: str, ttl_seconds: int) -> None:
+    def __init__(self, directory: Path, secret_key: SecretKey, public_url: str, ttl_seconds: int) -> None:
         self.directory = directory
-        self._key_source = signing_key
+        self._secret_key = secret_key
         self.public_url = public_url
         self.ttl_seconds = ttl_seconds
-
-    @cached_property
-    def _signing_key(self) -> bytes:
-        """Read (or generated) on first use, so commands that sign nothing create no key file."""
-        return self._key_source()
 
     def save(self, data: bytes, content_type: str | None = None, filename: str | None = None) -> str:
         """Store bytes; return their key (sha256 + an extension that keeps the content type)."""
@@ -63,7 +58,7 @@ class MediaStore:
         return f"{self.public_url}/media/{key}?expires={expires}&signature={self._sign(key, expires)}"
 
     def _sign(self, key: str, expires: int) -> str:
-        return hmac.new(self._signing_key, f"{key}:{expires}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret_key.value, f"{key}:{expires}".encode(), hashlib.sha256).hexdigest()
 
     def is_valid(self, key: str, expires: str, signature: str) -> bool:
         if not expires.isdigit() or int(expires) < time.time():

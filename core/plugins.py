@@ -35,6 +35,7 @@ ASYNC_PROVIDER_HOOKS = (
     "provider_send_text",
     "provider_send_media",
     "provider_send_template",
+    "provider_send_interactive",
     "provider_fetch_status",
     "provider_download_media",
 )
@@ -126,6 +127,10 @@ class Catalog:
 
     def number_settings_model(self, name: str) -> type[BaseModel] | None:
         return _own_hook(self.available[name].plugin, "provider_number_settings_model")
+
+    def commands(self) -> list[tuple[str, Any]]:
+        """(plugin name, Command) for every installed plugin's ``register_commands``."""
+        return [(name, command) for name, info in self.available.items() for command in _own_hook(info.plugin, "register_commands") or ()]
 
 
 def _own_hook(plugin: Any, hook: str) -> Any:

@@ -12,7 +12,7 @@ from core.config import ConfigError, Problem, Settings, load_settings, read_conf
 from core.dispatch import Dispatch
 from core.host import Host
 from core.plugins import Catalog, PluginError, PluginInfo, build_manager, discover, explicit
-from core.keys import secret_key
+from core.keys import SecretKey
 from core.media import MediaStore
 from core.queue import EmbeddedQueue
 
@@ -44,10 +44,9 @@ def build_runtime(
         raise ConfigError(config_path, [Problem("plugins.enabled", str(exc))]) from None
     dispatch = Dispatch(manager)
     data_dir = Path(settings.server.data_dir)
-    media = MediaStore(
-        data_dir / "media", lambda: secret_key(data_dir, env), settings.server.public_url, settings.media.url_ttl_seconds
-    )
-    host = Host(settings, dispatch, EmbeddedQueue(), media)
+    key = SecretKey(data_dir, env)
+    media = MediaStore(data_dir / "media", key, settings.server.public_url, settings.media.url_ttl_seconds)
+    host = Host(settings, dispatch, EmbeddedQueue(), media, key)
     return Runtime(settings, available, dispatch, host)
 
 

@@ -10,7 +10,7 @@ from tortoise.transactions import in_transaction
 
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
-from core.types import DeliveryStatus, Direction, Media, OutboundMessage, ProviderError, Template
+from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, ProviderError, Template
 from core.worker import RetryLater
 
 if TYPE_CHECKING:
@@ -26,10 +26,17 @@ async def enqueue_outbound(
     text: str | None = None,
     media: Media | None = None,
     template: Template | None = None,
+    interactive: Interactive | None = None,
+    reply_to: str | None = None,
 ) -> Message:
     """Persist the message as `pending` and its send job, in one transaction."""
     number = host.number(conversation.number_id)
-    kind = "template" if template else ("text" if media is None else _media_kind(media))
+    if template:
+        kind, data = "template", {"template": template.to_json()}
+    elif interactive:
+        kind, data = "interactive", {"interactive": interactive.to_json()}
+    else:
+        kind, data = ("text" if media is None else _media_kind(media)), {}
     async with in_transaction() as connection:
         message = await Message.create(
             conversation_id=conversation.id,
@@ -37,7 +44,8 @@ async def enqueue_outbound(
             kind=kind,
             text=text,
             media=[media.to_json()] if media else [],
-            data={"template": template.to_json()} if template else {},
+            data=data,
+            reply_to=reply_to,
             provider=number.provider,
             status=DeliveryStatus.PENDING,
             status_at=datetime.now(UTC),
@@ -68,6 +76,8 @@ async def deliver(host: Host, message_id: int) -> None:
         text=message.text,
         media=Media(**message.media[0]) if message.media else None,
         template=Template(**message.data["template"]) if message.kind == "template" else None,
+        interactive=Interactive(**message.data["interactive"]) if message.kind == "interactive" else None,
+        reply_to=message.reply_to,
         status_callback_url=host.status_callback_url(number.provider),
     )
     try:
@@ -75,6 +85,10 @@ async def deliver(host: Host, message_id: int) -> None:
             if not provider.implements("provider_send_template"):
                 raise ProviderError(f"{number.provider} cannot send templates", code="unsupported")
             result = await provider.send_template(host, number, outbound)
+        elif outbound.interactive is not None:
+            if not provider.implements("provider_send_interactive"):
+                raise ProviderError(f"{number.provider} cannot send interactive messages", code="unsupported")
+            result = await provider.send_interactive(host, number, outbound)
         elif outbound.media is not None:
             result = await provider.send_media(host, number, outbound)
         else:

@@ -6,8 +6,10 @@ plain dataclasses (no ORM rows) so plugins can build and test them without a dat
 
 from __future__ import annotations
 
+import argparse
 import enum
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -189,6 +191,25 @@ class Template:
 
 
 @dataclass(slots=True)
+class Interactive:
+    """Reply buttons, or a list of options, that the customer taps; a tap arrives as an inbound
+    message (kind ``button`` or ``interactive``) carrying the option's ``id``."""
+
+    body: str
+    buttons: list[dict[str, str]] = field(default_factory=list)  # [{"id", "title"}], WhatsApp allows 3
+    sections: list[dict[str, Any]] = field(default_factory=list)  # [{"title", "rows": [{"id", "title", "description"?}]}]
+    action_label: str | None = None  # the button that opens a list
+    header: str | None = None
+    footer: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "body": self.body, "buttons": self.buttons, "sections": self.sections,
+            "action_label": self.action_label, "header": self.header, "footer": self.footer,
+        }
+
+
+@dataclass(slots=True)
 class OutboundMessage:
     """What the worker hands a provider's send hook."""
 
@@ -197,7 +218,22 @@ class OutboundMessage:
     text: str | None = None
     media: Media | None = None
     template: Template | None = None
+    interactive: Interactive | None = None
+    reply_to: str | None = None  # the provider id of the message this one answers
     status_callback_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A ``hookline <name>`` subcommand a plugin contributes (see ``register_commands``).
+
+    ``run`` is awaited with storage open and returns the exit status.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Any, argparse.Namespace], Awaitable[int]]
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from core import hookimpl
+from core.keys import SecretKey
 from core.media import MediaStore
 from core.storage.models import Message
 from tests.fake_api import running_fake_api
@@ -18,7 +19,7 @@ PDF = b"%PDF-1.4\n% hookline test\n%%EOF\n"
 
 
 def test_keys_are_content_hashes_and_urls_expire(tmp_path):
-    store = MediaStore(tmp_path, lambda: b"k" * 32, "https://hooks.example.com", 60)
+    store = MediaStore(tmp_path, SecretKey(tmp_path, {"HOOKLINE_SECRET_KEY": "k" * 32}), "https://hooks.example.com", 60)
     key = store.save(PDF, "application/pdf")
     assert key.endswith(".pdf") and store.save(PDF, "application/pdf") == key
     assert store.read(key) == PDF

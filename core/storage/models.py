@@ -24,6 +24,12 @@ class NumberRow(Model):
     display_name = fields.CharField(max_length=255, null=True)
     public_settings = fields.JSONField(default=dict)
     managed_by_config = fields.BooleanField(default=False)
+    # Provider-reported connection state (WPPConnect pairing, a Meta token that needs renewing).
+    state = fields.CharField(max_length=32, null=True)
+    state_detail = fields.TextField(null=True)
+    state_at = fields.DatetimeField(null=True)
+    # Values a provider generates and keeps per number, encrypted with the secret key (core.vault).
+    sealed_secrets = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
