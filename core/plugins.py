@@ -147,12 +147,15 @@ def build_manager(available: Mapping[str, PluginInfo], enabled: Iterable[str]) -
     manager.add_hookspecs(hookspecs)
     # pluggy calls the last registered first: registering in reverse makes every hook run in the
     # order of `[plugins] enabled` (and keeps tryfirst/trylast meaningful).
-    try:
-        for name in reversed(list(enabled)):
+    for name in reversed(list(enabled)):
+        try:
             manager.register(available[name].plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r}: {exc}") from None
+    try:
         manager.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+    except pluggy.PluginValidationError as exc:  # a hook name that no spec declares
+        raise PluginError(str(exc)) from None
     check_contract(manager)
     return manager
 

@@ -131,6 +131,8 @@ async def _post(number: Number, message: OutboundMessage) -> SendResult:
         "text": message.text,
         "media_url": message.media.url if message.media else None,
         "status_callback": message.status_callback_url,
+        "reply_to": message.reply_to,
+        "interactive": message.interactive.to_json() if message.interactive else None,
     }
     try:
         async with httpx.AsyncClient(timeout=5) as client:
@@ -153,6 +155,11 @@ async def provider_send_text(number: Number, message: OutboundMessage) -> SendRe
 
 @hookimpl
 async def provider_send_media(number: Number, message: OutboundMessage) -> SendResult:
+    return await _post(number, message)
+
+
+@hookimpl
+async def provider_send_interactive(number: Number, message: OutboundMessage) -> SendResult:
     return await _post(number, message)
 
 
