@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 
 from tests.fake_api import running_fake_api
 from tests.helpers import write_config
@@ -71,9 +72,10 @@ def test_plugins_lists_the_bundled_plugins_found_through_entry_points(tmp_path):
     listed = hookline("plugins", "--json", "--config", DEFAULT_CONFIG, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    enabled = set(tomllib.loads(DEFAULT_CONFIG.read_text())["plugins"]["enabled"])
     for name in (*BUNDLED_PROVIDERS, "bot_transfer"):
         assert rows[name]["source"] == "entry point", rows.get(name)
-        assert rows[name]["enabled"] is False  # the default config enables none
+        assert rows[name]["enabled"] is (name in enabled)
         assert rows[name]["version"] not in (None, "", "-")
     for name in BUNDLED_PROVIDERS:
         assert rows[name]["role"] == "provider"
@@ -88,7 +90,7 @@ def test_plugins_lists_the_bundled_plugins_found_through_entry_points(tmp_path):
     assert lines[0].split()[:4] == ["name", "version", "enabled", "role"]
     by_name = {line.split()[0]: line.split() for line in lines[1:]}
     for name, row in rows.items():
-        assert by_name[name][:4] == [name, row["version"], "no", row["role"]]
+        assert by_name[name][:4] == [name, row["version"], "yes" if name in enabled else "no", row["role"]]
 
 
 # --------------------------------------------------------------------------- send, messages, serve
@@ -159,3 +161,20 @@ def test_simulate_without_a_server_is_a_clear_error(tmp_path):
     assert simulated.returncode == 1
     assert "cannot reach the server at http://127.0.0.1:9" in simulated.stderr
     assert "Traceback" not in simulated.stderr
+
+
+def test_simulate_twilio_on_the_default_config_is_stored_and_answered_with_twiml(tmp_path):
+    """The shipped config's demo number lets a newcomer try the server without a Twilio account."""
+    with serving(DEFAULT_CONFIG, tmp_path) as server:
+        simulated = hookline(
+            "simulate", "twilio", "--config", DEFAULT_CONFIG, "--number", "demo-twilio", "--from", "+15550100123",
+            "hola", "--url", server.url, cwd=tmp_path,
+        )
+        assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        assert simulated.stdout.startswith("200 text/xml")
+        assert '<?xml version="1.0" encoding="UTF-8"?><Response />' in simulated.stdout
+        rows = messages_json(DEFAULT_CONFIG, tmp_path)
+        assert [(r["direction"], r["number"], r["provider"], r["text"]) for r in rows] == [("in", "demo-twilio", "twilio", "hola")]
+        assert rows[0]["external_id"].startswith("SM")
+        assert server.stop() == 0
+        assert "uses the demo auth token" in server.output()

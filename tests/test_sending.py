@@ -52,7 +52,8 @@ async def test_text_reaches_the_api_and_ends_queued_with_the_provider_id(tmp_pat
             )
             await eventually(no_jobs, timeout=5)
     assert fake.received == [
-        {"id": message.id, "to": CUSTOMER, "text": "Hola Ana", "media_url": None, "status_callback": STATUS_CALLBACK}
+        {"id": message.id, "to": CUSTOMER, "text": "Hola Ana", "media_url": None, "status_callback": STATUS_CALLBACK,
+         "reply_to": None, "interactive": None}
     ]
 
 

@@ -143,6 +143,19 @@ async def provider_download_media(host, number: Number, media: Media) -> tuple[b
     return await twilio_client.download(media.url or "", number.settings, host.settings.media.max_bytes)
 
 
+DEMO_AUTH_TOKEN = "demo-token-not-a-secret"  # the shipped config's placeholder
+
+
+@hookimpl
+async def on_startup(host) -> None:
+    for number in host.numbers_of("twilio"):
+        if number.settings.auth_token.get_secret_value() == DEMO_AUTH_TOKEN:
+            host.log.warning(
+                "Twilio number %s uses the demo auth token from the shipped config: anyone can forge its "
+                "webhooks. Set TWILIO_AUTH_TOKEN (docs/providers/twilio.md) before real traffic.", number.id
+            )
+
+
 @hookimpl
 async def on_shutdown() -> None:
     await _clients.close()
