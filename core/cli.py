@@ -232,6 +232,21 @@ def status(args: argparse.Namespace) -> int:
     return asyncio.run(_with_storage(runtime, work))
 
 
+def transfer(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+
+    async def work() -> int:
+        try:
+            changed = await runtime.host.transfer(args.conversation_id, args.to, reason=args.reason, by=args.by)
+        except LookupError as exc:
+            print(f"hookline: {exc}", file=sys.stderr)
+            return 1
+        print(f"conversation {args.conversation_id} {'transferred to' if changed else 'already owned by'} {args.to}")
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
 def numbers(args: argparse.Namespace) -> int:
     from core.storage.models import NumberRow
 
@@ -360,6 +375,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--number", help="our number's id (default: the provider's first)")
     sub.add_argument("--from", dest="sender", default="+15550100123", help="the customer's phone")
     sub.add_argument("--url", help="server base URL (default: http://[server] host:port)")
+
+    sub = command("transfer", transfer, "hand a conversation to the bot or to a human")
+    sub.add_argument("conversation_id", type=int)
+    sub.add_argument("--to", required=True, choices=["bot", "human"])
+    sub.add_argument("--reason")
+    sub.add_argument("--by", default="cli", help="who did it (default: cli)")
 
     sub = command("numbers", numbers, "list numbers: provider, phone, managed by config, connection state")
     sub.add_argument("--json", action="store_true")

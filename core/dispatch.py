@@ -122,6 +122,12 @@ class Dispatch:
     def provider(self, name: str) -> Provider:
         return self.providers[name]
 
+    async def notify_plugin(self, plugin_name: str, hook: str, **kwargs: Any) -> None:
+        """Await `hook` on one plugin only (timers go back to the plugin that set them)."""
+        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+            if impl.plugin_name == plugin_name:
+                await impl.function(**{name: kwargs[name] for name in impl.argnames})
+
     async def notify(self, hook: str, **kwargs: Any) -> list[str]:
         """Await `hook` on every plugin that has it; return the names of those that raised."""
         failed: list[str] = []

@@ -232,6 +232,21 @@ async def on_status_update(host: Host, message: Message, event: StatusEvent) -> 
 
 @hookspec
 async def on_conversation_transferred(
-    host: Host, conversation: Conversation, to: str, reason: str | None, by: str | None
+    host: Host, conversation: Conversation, to: str, reason: str | None, by: str | None, transfer_id: str
 ) -> None:
-    """The conversation changed owner (``to`` is ``"bot"`` or ``"human"``). Async, every plugin."""
+    """The conversation changed owner (``to`` is ``"bot"`` or ``"human"``). Async, every plugin,
+    on the work queue, in order with the conversation's messages.
+
+    ``transfer_id`` names this one handover: use it in ``dedupe_key`` of what you send in response,
+    so a notification delivered again after a crash sends nothing twice. A transfer to the current
+    owner changes nothing and does not call this.
+    """
+
+
+@hookspec
+async def on_timer(host: Host, conversation: Conversation | None, name: str, payload: dict) -> None:
+    """A timer this plugin set with ``host.schedule(...)`` is due. Async, called on that plugin only.
+
+    Timers are durable (a restart does not lose them) and at-least-once. Check whether the reason
+    for the timer still holds (e.g. no message since) before acting.
+    """

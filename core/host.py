@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 from collections.abc import Mapping
 from pydantic import BaseModel
 from tortoise.transactions import in_transaction
@@ -17,7 +18,8 @@ from core.queue import WorkQueue
 from core.sending import enqueue_outbound
 from core.storage.models import Contact, Conversation, Message, NumberRow
 from core.vault import seal, unseal
-from core.types import Interactive, Media, Number, ParsedWebhook, ProviderError, Template, UnknownNumber
+from core import ownership
+from core.types import Interactive, Media, Number, Owner, ParsedWebhook, ProviderError, Template, UnknownNumber
 
 
 class Host:
@@ -60,24 +62,82 @@ class Host:
                 return self.webhook_url(provider, route.path)
         return None
 
-    async def send_text(self, conversation: Conversation | int, text: str, reply_to: Message | None = None) -> Message:
-        """Queue a text to the conversation's contact through the number's provider
-        (as a reply to `reply_to`, where the provider can show one)."""
+    # Every send takes `sender` ("bot" messages are dropped if a human owns the conversation by
+    # the time they would go out) and `dedupe_key` (the same key twice in a conversation: one
+    # message). All of them only queue: a worker sends.
+
+    async def send_text(
+        self, conversation: Conversation | int, text: str, *, reply_to: Message | None = None,
+        sender: str | None = None, dedupe_key: str | None = None,
+    ) -> Message:
+        """Queue a text (as a reply to `reply_to`, where the provider can show one)."""
         return await enqueue_outbound(
-            self, await _conversation(conversation), text=text, reply_to=reply_to.external_id if reply_to else None
+            self, await _conversation(conversation), text=text, reply_to=reply_to.external_id if reply_to else None,
+            sender=sender, dedupe_key=dedupe_key,
         )
 
-    async def send_interactive(self, conversation: Conversation | int, interactive: Interactive) -> Message:
-        """Queue reply buttons or a list; the customer's tap comes back as an inbound message."""
-        return await enqueue_outbound(self, await _conversation(conversation), interactive=interactive)
+    async def send_media(
+        self, conversation: Conversation | int, media: Media, caption: str | None = None, *,
+        sender: str | None = None, dedupe_key: str | None = None,
+    ) -> Message:
+        """Queue a media message: a file in the media store (`media.key`) or a fetchable `media.url`."""
+        return await enqueue_outbound(
+            self, await _conversation(conversation), text=caption, media=media, sender=sender, dedupe_key=dedupe_key
+        )
 
-    async def send_media(self, conversation: Conversation | int, media: Media, caption: str | None = None) -> Message:
-        """Queue a media message (`media.url` must be fetchable by the provider)."""
-        return await enqueue_outbound(self, await _conversation(conversation), text=caption, media=media)
-
-    async def send_template(self, conversation: Conversation | int, template: Template) -> Message:
+    async def send_template(
+        self, conversation: Conversation | int, template: Template, *, sender: str | None = None, dedupe_key: str | None = None
+    ) -> Message:
         """Queue a pre-approved template (the way to write outside WhatsApp's 24-hour window)."""
-        return await enqueue_outbound(self, await _conversation(conversation), template=template)
+        return await enqueue_outbound(
+            self, await _conversation(conversation), template=template, sender=sender, dedupe_key=dedupe_key
+        )
+
+    async def send_interactive(
+        self, conversation: Conversation | int, interactive: Interactive, *, sender: str | None = None,
+        dedupe_key: str | None = None,
+    ) -> Message:
+        """Queue reply buttons or a list; the customer's tap comes back as an inbound message."""
+        return await enqueue_outbound(
+            self, await _conversation(conversation), interactive=interactive, sender=sender, dedupe_key=dedupe_key
+        )
+
+    async def transfer(
+        self, conversation: Conversation | int, to: str | Owner, *, reason: str | None = None, by: str | None = None
+    ) -> bool:
+        """Hand the conversation to "bot" or "human"; False if it already had that owner."""
+        conversation_id = conversation.id if isinstance(conversation, Conversation) else conversation
+        return await ownership.transfer(self, conversation_id, Owner(to), reason, by)
+
+    async def close_conversation(self, conversation: Conversation | int) -> None:
+        await ownership.close(conversation.id if isinstance(conversation, Conversation) else conversation)
+
+    async def plugin_state(self, conversation: Conversation | int, plugin: str) -> dict[str, Any]:
+        """This plugin's saved state for the conversation (a bot flow's step), or {}."""
+        row = await _conversation(conversation) if isinstance(conversation, int) else await Conversation.get(id=conversation.id)
+        return dict(row.plugin_state.get(plugin, {}))
+
+    async def set_plugin_state(self, conversation: Conversation | int, plugin: str, state: dict[str, Any]) -> None:
+        """Save this plugin's state for the conversation, in the database (survives restarts)."""
+        conversation_id = conversation.id if isinstance(conversation, Conversation) else conversation
+        async with in_transaction() as connection:
+            row = await Conversation.filter(id=conversation_id).using_db(connection).select_for_update().get()
+            await Conversation.filter(id=conversation_id).using_db(connection).update(
+                plugin_state={**row.plugin_state, plugin: state}
+            )
+
+    async def schedule(
+        self, plugin: str, name: str, delay_seconds: float, *, conversation: Conversation | int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Call `on_timer(name, …)` on `plugin` after `delay_seconds`; durable across restarts."""
+        conversation_id = conversation.id if isinstance(conversation, Conversation) else conversation
+        async with in_transaction() as connection:
+            await self.queue.enqueue(
+                connection, "timer",
+                {"plugin": plugin, "name": name, "conversation_id": conversation_id, "payload": payload or {}},
+                delay_seconds=delay_seconds,
+            )
 
     async def refresh_status(self, message_id: int) -> Message:
         """Ask the provider for an outbound message's current status and apply it (never backwards)."""

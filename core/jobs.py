@@ -7,7 +7,7 @@ from typing import Any
 
 from core.host import Host
 from core.sending import deliver, mark_failed
-from core.storage.models import Message, StatusEvent
+from core.storage.models import Conversation, Message, StatusEvent
 from core.types import Media, ProviderError
 from core.worker import DeadHandler, JobHandler, RetryLater
 
@@ -31,7 +31,24 @@ def job_handlers(host: Host) -> dict[str, JobHandler]:
     async def send(payload: dict[str, Any]) -> None:
         await deliver(host, payload["message_id"])
 
-    return {"inbound": inbound, "status": status, "send": send}
+    async def transferred(payload: dict[str, Any]) -> None:
+        conversation = await Conversation.get_or_none(id=payload["conversation_id"])
+        if conversation is not None:
+            await host.dispatch.notify(
+                "on_conversation_transferred", host=host, conversation=conversation, to=payload["to"],
+                reason=payload["reason"], by=payload["by"], transfer_id=payload["transfer_id"],
+            )
+
+    async def timer(payload: dict[str, Any]) -> None:
+        conversation_id = payload["conversation_id"]
+        conversation = await Conversation.get_or_none(id=conversation_id) if conversation_id else None
+        if conversation_id and conversation is None:
+            return
+        await host.dispatch.notify_plugin(
+            payload["plugin"], "on_timer", host=host, conversation=conversation, name=payload["name"], payload=payload["payload"]
+        )
+
+    return {"inbound": inbound, "status": status, "send": send, "transferred": transferred, "timer": timer}
 
 
 def dead_handlers(host: Host) -> dict[str, DeadHandler]:

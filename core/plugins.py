@@ -29,8 +29,9 @@ NOTIFICATION_HOOKS = (
     "on_inbound_message",
     "on_status_update",
     "on_conversation_transferred",
+    "on_timer",
 )
-WORKFLOW_HOOKS = ("on_inbound_message", "on_status_update", "on_conversation_transferred")
+WORKFLOW_HOOKS = ("on_inbound_message", "on_status_update", "on_conversation_transferred", "on_timer")
 ASYNC_PROVIDER_HOOKS = (
     "provider_send_text",
     "provider_send_media",

@@ -45,6 +45,7 @@ class WorkQueue(Protocol):
         payload: dict[str, Any],
         *,
         ordering_key: str | None = None,
+        delay_seconds: float = 0,
     ) -> None: ...
 
     def wake(self) -> None: ...
@@ -78,9 +79,12 @@ class EmbeddedQueue:
         payload: dict[str, Any],
         *,
         ordering_key: str | None = None,
+        delay_seconds: float = 0,
     ) -> None:
+        """A delayed job with an ordering key holds its key until it runs: give timers none."""
         await Job.create(
-            kind=kind, payload=payload, ordering_key=ordering_key, run_at_ms=now_ms(), using_db=connection
+            kind=kind, payload=payload, ordering_key=ordering_key,
+            run_at_ms=now_ms() + int(delay_seconds * 1000), using_db=connection,
         )
 
     def wake(self) -> None:

@@ -6,11 +6,12 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
-from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, ProviderError, Template
+from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, Owner, ProviderError, Template
 from core.worker import RetryLater
 
 if TYPE_CHECKING:
@@ -28,15 +29,38 @@ async def enqueue_outbound(
     template: Template | None = None,
     interactive: Interactive | None = None,
     reply_to: str | None = None,
+    sender: str | None = None,
+    dedupe_key: str | None = None,
 ) -> Message:
-    """Persist the message as `pending` and its send job, in one transaction."""
+    """Persist the message as `pending` and its send job, in one transaction.
+
+    With a `dedupe_key`, a second call for the same conversation and key returns the first message
+    and queues nothing: what a retried or re-run workflow sends goes out once.
+    """
     number = host.number(conversation.number_id)
+    if dedupe_key:
+        existing = await Message.filter(conversation_id=conversation.id, dedupe_key=dedupe_key).first()
+        if existing is not None:
+            return existing
     if template:
         kind, data = "template", {"template": template.to_json()}
     elif interactive:
         kind, data = "interactive", {"interactive": interactive.to_json()}
     else:
         kind, data = ("text" if media is None else _media_kind(media)), {}
+    try:
+        message = await _store_outbound(host, conversation, kind, data, text, media, reply_to, sender, dedupe_key, number.provider)
+    except IntegrityError:  # the same dedupe_key committed concurrently
+        return await Message.get(conversation_id=conversation.id, dedupe_key=dedupe_key)
+    host.queue.wake()
+    log.info("queued outbound message %s on %s", message.id, number.id)
+    return message
+
+
+async def _store_outbound(
+    host: Host, conversation: Conversation, kind: str, data: dict, text: str | None, media: Media | None,
+    reply_to: str | None, sender: str | None, dedupe_key: str | None, provider: str,
+) -> Message:
     async with in_transaction() as connection:
         message = await Message.create(
             conversation_id=conversation.id,
@@ -46,14 +70,14 @@ async def enqueue_outbound(
             media=[media.to_json()] if media else [],
             data=data,
             reply_to=reply_to,
-            provider=number.provider,
+            sender=sender,
+            dedupe_key=dedupe_key,
+            provider=provider,
             status=DeliveryStatus.PENDING,
             status_at=datetime.now(UTC),
             using_db=connection,
         )
         await host.queue.enqueue(connection, "send", {"message_id": message.id}, ordering_key=outbound_key(conversation.id))
-    host.queue.wake()
-    log.info("queued outbound message %s on %s", message.id, number.id)
     return message
 
 
@@ -68,6 +92,10 @@ async def deliver(host: Host, message_id: int) -> None:
     if message is None or message.status is not DeliveryStatus.PENDING or message.external_id:
         return  # already sent (a job re-run after a crash) or deleted
     conversation = message.conversation
+    if message.sender == Owner.BOT.value and conversation.owner is not Owner.BOT:
+        # Checked when the message would go out, not only when the bot decided to send it.
+        await mark_failed(host, message, "dropped_not_owner", "a human took the conversation before this bot message went out")
+        return
     number = host.number(conversation.number_id)
     provider = host.dispatch.provider(number.provider)
     outbound = OutboundMessage(

@@ -64,6 +64,8 @@ class Conversation(Model):
     owner = fields.CharEnumField(Owner, default=Owner.HUMAN, max_length=16)
     state = fields.CharEnumField(ConversationState, default=ConversationState.OPEN, max_length=16)
     last_message_at = fields.DatetimeField(null=True)
+    # Per-plugin state that must survive restarts (a bot flow's step), keyed by plugin name.
+    plugin_state = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -89,6 +91,11 @@ class Message(Model):
     data = fields.JSONField(default=dict)
     provider = fields.CharField(max_length=64)
     external_id = fields.CharField(max_length=255, null=True)
+    # Who queued an outbound message: "bot" messages are dropped if a human owns the conversation
+    # by the time they would go out.
+    sender = fields.CharField(max_length=16, null=True)
+    # An outbound message queued twice under one key is stored (and sent) once.
+    dedupe_key = fields.CharField(max_length=255, null=True)
     reply_to = fields.CharField(max_length=255, null=True)
     status = fields.CharEnumField(DeliveryStatus, max_length=16)
     error_code = fields.CharField(max_length=64, null=True)
@@ -103,7 +110,7 @@ class Message(Model):
 
     class Meta:
         table = "hookline_message"
-        unique_together = (("provider", "external_id"),)
+        unique_together = (("provider", "external_id"), ("conversation", "dedupe_key"))
 
 
 class StatusEvent(Model):
