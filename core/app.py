@@ -15,6 +15,7 @@ from tortoise.connection import get_connection
 
 from core.config import resolve_config_path
 from core.jobs import dead_handlers, job_handlers
+from core.logs import setup_logging
 from core.numbers import sync_config_numbers
 from core.runtime import Runtime, build_runtime
 from core.storage.database import close_storage, open_storage, prepare_schema
@@ -74,10 +75,16 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
     return app
 
 
+LOG_FORMAT_ENV_VAR = "HOOKLINE_LOG_FORMAT"
+
+
 def app_from_environment() -> Starlette:
-    """Factory for uvicorn workers (`hookline serve --workers N`): the config path comes from
-    HOOKLINE_CONFIG, set by `serve`."""
-    return create_app(build_runtime(resolve_config_path(None, os.environ)))
+    """Factory for uvicorn worker processes (`hookline serve --workers N`): the config path and the
+    log format come from HOOKLINE_CONFIG and HOOKLINE_LOG_FORMAT, set by `serve`."""
+    runtime = build_runtime(resolve_config_path(None, os.environ))
+    logging_config = runtime.settings.logging
+    setup_logging(logging_config.level, os.environ.get(LOG_FORMAT_ENV_VAR) or logging_config.format)
+    return create_app(runtime)
 
 
 __all__ = ["app_from_environment", "create_app"]

@@ -67,7 +67,7 @@ async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[int]]) ->
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import create_app
+    from core.app import LOG_FORMAT_ENV_VAR, create_app
     from core.storage.database import UnmigratedDatabase
 
     runtime = _runtime(args)
@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             os.environ[CONFIG_ENV_VAR] = str(runtime.settings.path)
+            os.environ[LOG_FORMAT_ENV_VAR] = args.log_format or runtime.settings.logging.format
             uvicorn.run("core.app:app_from_environment", factory=True, host=host, port=port,
                         workers=args.workers, log_config=None, access_log=False)
         else:

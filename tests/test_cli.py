@@ -178,3 +178,17 @@ def test_simulate_twilio_on_the_default_config_is_stored_and_answered_with_twiml
         assert rows[0]["external_id"].startswith("SM")
         assert server.stop() == 0
         assert "uses the demo auth token" in server.output()
+
+
+def test_several_worker_processes_share_the_database_and_log_json(tmp_path):
+    with serving(DEFAULT_CONFIG, tmp_path, "--workers", "2", "--log-format", "json") as server:
+        for text in ("uno", "dos", "tres", "cuatro"):
+            simulated = hookline("simulate", "twilio", "--config", DEFAULT_CONFIG, text, "--url", server.url, cwd=tmp_path)
+            assert simulated.returncode == 0, simulated.stderr
+        rows = messages_json(DEFAULT_CONFIG, tmp_path)
+        assert sorted(r["text"] for r in rows) == ["cuatro", "dos", "tres", "uno"]
+        assert server.stop() == 0
+    records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    accepted = [r for r in records if r["logger"] == "hookline.webhook" and "accepted" in r["message"]]
+    assert len(accepted) == 4
+    assert sum("demo auth token" in r["message"] for r in records) == 2  # one per worker process
