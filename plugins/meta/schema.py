@@ -1,4 +1,4 @@
-"""Settings of a number on Meta's WhatsApp Cloud API."""
+"""Settings of a number on Meta's WhatsApp Cloud API, and of the plugin (``[plugins.meta]``)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ class MetaNumberSettings(BaseModel):
     verify_token: SecretStr = Field(min_length=1, description="Answers the GET verification handshake")
     graph_api_version: str = Field(default="v23.0", pattern=r"^v[0-9]+\.[0-9]+$")
     api_base_url: str = "https://graph.facebook.com"
+
+
+class MetaPluginSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mark_read: bool = Field(default=True, description="Mark each inbound message as read (blue ticks) once it is stored")
