@@ -162,6 +162,9 @@ class WebhookRoute:
     path: str = ""
     methods: tuple[str, ...] = ("POST",)
     name: str = "inbound"
+    # The provider's own largest body, when it exceeds `[server] max_body_bytes` (Meta: 3 MB
+    # batches): refusing those with 413 would only make the provider retry them for days.
+    max_body_bytes: int | None = None
 
 
 @dataclass(slots=True)

@@ -62,10 +62,11 @@ class WebhookEndpoint:
 
     async def handle(self, request: Request) -> Response:
         name = self.provider.name
+        limit = max(self.host.settings.server.max_body_bytes, self.route.max_body_bytes or 0)
         try:
-            body = await read_body(request, self.host.settings.server.max_body_bytes)
+            body = await read_body(request, limit)
         except BodyTooLarge:
-            return _refuse(413, name, f"body over {self.host.settings.server.max_body_bytes} bytes")
+            return _refuse(413, name, f"body over {limit} bytes")
         webhook = WebhookRequest(
             method=request.method,
             route=self.route.name,

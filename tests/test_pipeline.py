@@ -159,3 +159,24 @@ async def test_storage_down_is_503_and_then_recovers(tmp_path, database_url):
         response = await post_signed(client, inbound_body(("d1", "+1555", "hi")))
         assert response.status_code == 200
         assert await Message.filter(external_id="d1").count() == 1
+
+
+async def test_a_route_may_accept_more_than_the_server_limit(tmp_path, database_url):
+    """A provider that batches (Meta: 3 MB) declares its own larger limit on its route."""
+    import types
+
+    from core import WebhookRoute, hookimpl
+    from tests import recording_provider
+
+    variant = types.ModuleType("variant")
+    for name in dir(recording_provider):
+        if name.startswith("provider_"):
+            setattr(variant, name, getattr(recording_provider, name))
+    variant.provider_webhook_routes = hookimpl(lambda: [WebhookRoute("", max_body_bytes=8192)])
+    config = write_config(tmp_path, database_url, enabled=["variant"], numbers=[
+        {"id": "n1", "provider": "variant", "phone": "+1", "settings": {"secret": SECRET, "api_url": "http://127.0.0.1:9"}}])
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nmax_body_bytes = 2048\n"))
+    async with started(runtime_for(config, variant=variant)) as client:
+        path = "/webhooks/whatsapp/variant"
+        assert (await post_signed(client, inbound_body(("big", "+1555", "x" * 4096)), path=path)).status_code == 200
+        assert (await post_signed(client, inbound_body(("huge", "+1555", "x" * 9000)), path=path)).status_code == 413

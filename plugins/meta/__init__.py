@@ -73,9 +73,15 @@ def plugin_settings_model() -> type[MetaPluginSettings]:
     return MetaPluginSettings
 
 
+META_MAX_BATCH_BYTES = 3 * 1024 * 1024  # Meta batches updates up to 3 MB (PROTOCOLS.md 2.3)
+
+
 @hookimpl
 def provider_webhook_routes() -> list[WebhookRoute]:
-    return [WebhookRoute("", methods=("GET",), name="handshake"), WebhookRoute("", methods=("POST",), name="inbound")]
+    return [
+        WebhookRoute("", methods=("GET",), name="handshake"),
+        WebhookRoute("", methods=("POST",), name="inbound", max_body_bytes=META_MAX_BATCH_BYTES),
+    ]
 
 
 @hookimpl
