@@ -159,6 +159,11 @@ class Host:
         await NumberRow.filter(id=number_id).update(state=state, state_detail=detail, state_at=datetime.now(UTC))
         self.log.info("number %s is %s%s", number_id, state, f": {detail}" if detail else "")
 
+    async def number_state(self, number_id: str) -> tuple[str | None, str | None]:
+        """The last state recorded with `set_number_state`, and its detail."""
+        row = await NumberRow.get(id=number_id)
+        return row.state, row.state_detail
+
     async def number_secret(self, number_id: str, name: str) -> str | None:
         """A value the provider stored for this number with `store_number_secret`, decrypted."""
         row = await NumberRow.get(id=number_id)

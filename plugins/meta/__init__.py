@@ -33,7 +33,6 @@ from core import (
     WebhookRoute,
     hookimpl,
 )
-from core.storage.models import NumberRow
 from plugins.meta import client as graph
 from plugins.meta.errors import TOKEN_CODE
 from plugins.meta.parse import STATUS_MAP, ParsedBatch, parse_batch
@@ -296,6 +295,7 @@ async def _call(host, number: Number, call: Awaitable[T]) -> T:
         raise
     if number.id not in _token_ok:
         _token_ok.add(number.id)
-        if await NumberRow.filter(id=number.id, state="needs_token").exists():
+        state, _ = await host.number_state(number.id)
+        if state == "needs_token":
             await host.set_number_state(number.id, "connected", "Meta accepted the access token again")
     return result
