@@ -1,4 +1,4 @@
-"""Settings of a number paired through a self-hosted WPPConnect Server."""
+"""Settings of a number paired through a self-hosted WPPConnect Server, and of the plugin."""
 
 from __future__ import annotations
 
@@ -20,3 +20,19 @@ class WppconnectNumberSettings(BaseModel):
         if self.secret_key is None and self.token is None:
             raise ValueError("set secret_key or token")
         return self
+
+
+class WppconnectSettings(BaseModel):
+    """``[plugins.wppconnect]``: what the server does with the sessions while it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_sessions: bool = Field(
+        default=True,
+        description="At start, ask WPPConnect to start every number's session with hookline's webhook URL",
+    )
+    status_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often to read each session's status (WPPConnect never retries a lost webhook); 0: never",
+    )
