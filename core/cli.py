@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from core.config import CONFIG_ENV_VAR, ConfigError, resolve_config_path
 from core.logs import setup_logging
@@ -21,6 +21,7 @@ from core.storage.database import UnmigratedDatabase
 from core.types import UnknownNumber
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     return runtime
 
 
-async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[int]]) -> int:
+async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
     """Open storage (migrating SQLite if needed) and mirror configured numbers, then run `work`."""
     from core.numbers import sync_config_numbers
     from core.storage.database import close_storage, open_storage, prepare_schema
@@ -291,7 +292,9 @@ def simulate(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     server = runtime.settings.server
     base = (args.url or f"http://{server.host}:{server.port}").rstrip("/")
-    simulated = provider.simulate_webhook(number, args.sender, args.text, server.public_url)
+    simulated = asyncio.run(_with_storage(
+        runtime, lambda: provider.simulate_webhook(runtime.host, number, args.sender, args.text, server.public_url)
+    ))
     try:
         response = httpx.request(simulated.method, base + simulated.path, content=simulated.body, headers=simulated.headers)
     except httpx.TransportError as exc:

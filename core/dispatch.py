@@ -102,9 +102,9 @@ class Provider:
     async def download_media(self, host: Host, number: Number, media: Media) -> tuple[bytes, str | None]:
         return await self._acall("provider_download_media", host=host, number=number, media=media)
 
-    def simulate_webhook(self, number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
-        return self._call(
-            "provider_simulate_webhook", number=number, sender=sender, text=text, public_url=public_url
+    async def simulate_webhook(self, host: Host, number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
+        return await self._acall(
+            "provider_simulate_webhook", host=host, number=number, sender=sender, text=text, public_url=public_url
         )
 
 

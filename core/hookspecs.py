@@ -188,12 +188,14 @@ async def provider_download_media(host: Host, number: Number, media: Media) -> t
 
 
 @hookspec(firstresult=True)
-def provider_simulate_webhook(
-    number: Number, sender: str, text: str, public_url: str
+async def provider_simulate_webhook(
+    host: Host, number: Number, sender: str, text: str, public_url: str
 ) -> SimulatedWebhook:
-    """Build a correctly proven inbound webhook, for ``hookline simulate``. Sync, optional.
+    """Build a correctly proven inbound webhook, for ``hookline simulate``. Async, optional.
 
     ``sender`` is the customer's phone; ``public_url`` is the server's configured public URL.
+    Storage is open (a secret the provider generated and sealed can be read with
+    ``host.number_secret``); the webhook is posted to the running server by the CLI.
     """
 
 

@@ -170,13 +170,18 @@ class Host:
         sealed = row.sealed_secrets.get(name)
         return unseal(self.secret_key.value, sealed) if sealed else None
 
-    async def store_number_secret(self, number_id: str, name: str, value: str) -> None:
-        """Keep a generated secret (a webhook secret, a session token) encrypted at rest."""
+    async def store_number_secret(self, number_id: str, name: str, value: str, *, if_absent: bool = False) -> str:
+        """Keep a generated secret (a webhook secret, a session token) encrypted at rest; return
+        the value kept. With `if_absent`, an existing value wins: several workers generating a
+        secret at once all end up with the same one."""
         async with in_transaction() as connection:
             row = await NumberRow.filter(id=number_id).using_db(connection).select_for_update().get()
+            if if_absent and name in row.sealed_secrets:
+                return unseal(self.secret_key.value, row.sealed_secrets[name])
             await NumberRow.filter(id=number_id).using_db(connection).update(
                 sealed_secrets={**row.sealed_secrets, name: seal(self.secret_key.value, value)}
             )
+        return value
 
     async def conversation_with(self, number_id: str, address: str, name: str | None = None) -> Conversation:
         """The conversation between a number and an address, created if new (for first contact)."""

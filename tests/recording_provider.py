@@ -181,7 +181,7 @@ async def provider_download_media(number: Number, media: Media) -> tuple[bytes, 
 
 
 @hookimpl
-def provider_simulate_webhook(number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
+async def provider_simulate_webhook(number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
     body = json.dumps({"messages": [{"id": f"sim-{uuid.uuid4().hex}", "from": sender, "text": text}]}).encode()
     return SimulatedWebhook(
         path="/webhooks/whatsapp/recorder",

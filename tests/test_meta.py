@@ -416,7 +416,7 @@ async def test_simulated_webhook_is_accepted_by_the_server(tmp_path, database_ur
         inbox = Inbox()
         runtime = meta_runtime(tmp_path, database_url, fake, inbox)
         async with started(runtime) as client:
-            simulated = runtime.dispatch.provider("meta").simulate_webhook(runtime.host.number("m1"), "15550100123", "hola / adiós", PUBLIC)
+            simulated = await runtime.dispatch.provider("meta").simulate_webhook(runtime.host, runtime.host.number("m1"), "15550100123", "hola / adiós", PUBLIC)
             assert simulated.path == WEBHOOK and b"hola \\/ adi\\u00f3s" in simulated.body
             response = await client.post(simulated.path, content=simulated.body, headers=simulated.headers)
             assert response.status_code == 200

@@ -249,7 +249,7 @@ async def test_status_can_be_fetched_on_demand(tmp_path, database_url):
 async def test_simulated_webhook_is_accepted_by_the_server(tmp_path, database_url):
     runtime = twilio_runtime(tmp_path, database_url, None, Inbox())
     async with started(runtime) as client:
-        simulated = runtime.dispatch.provider("twilio").simulate_webhook(runtime.host.number("tw"), "+15550100123", "hola", PUBLIC)
+        simulated = await runtime.dispatch.provider("twilio").simulate_webhook(runtime.host, runtime.host.number("tw"), "+15550100123", "hola", PUBLIC)
         response = await client.post(simulated.path, content=simulated.body, headers=simulated.headers)
         assert response.status_code == 200
         message = await Message.get(text="hola").prefetch_related("conversation__contact")

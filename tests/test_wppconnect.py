@@ -357,9 +357,11 @@ async def test_simulate_posts_a_proven_message(tmp_path, database_url):
         message = await Message.get(text="oi").prefetch_related("conversation__contact")
         assert message.conversation.contact.address == CUSTOMER and message.conversation.number_id == "wpp"
 
-        # A generated secret: known to the running server, so an in-process simulation works.
-        built = provider.simulate_webhook(runtime.host.number("gen"), "+5511900000002", "olá", PUBLIC)
+        # A generated secret, sealed in the database: the simulator reads it from there.
+        built = await provider.simulate_webhook(runtime.host, runtime.host.number("gen"), "+5511900000002", "olá", PUBLIC)
         async with httpx.AsyncClient() as client:
             assert (await client.post(base + built.path, content=built.body, headers=built.headers)).status_code == 200
-    with pytest.raises(PluginError, match="webhook_secret"):  # outside the server it is sealed away
-        provider.simulate_webhook(runtime.host.number("gen"), "+5511900000002", "olá", PUBLIC)
+        generated = await asyncio.to_thread(hookline, "simulate", "wppconnect", "--number", "gen", "--from", "5511900000003", "tchau",
+                                            "--url", base, "--config", config, cwd=tmp_path)
+        assert generated.returncode == 0, generated.stderr + generated.stdout
+        assert await Message.filter(text="tchau").count() == 1

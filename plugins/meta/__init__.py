@@ -218,7 +218,7 @@ async def on_shutdown() -> None:
 
 
 @hookimpl
-def provider_simulate_webhook(number: Number, sender: str, text: str) -> SimulatedWebhook:
+async def provider_simulate_webhook(number: Number, sender: str, text: str) -> SimulatedWebhook:
     """A text message as Meta would post it (``/`` escaped as ``\\/``), signed with the app secret."""
     settings = _settings(number)
     digits = "".join(character for character in sender if character.isdigit())

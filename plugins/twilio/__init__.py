@@ -162,7 +162,7 @@ async def on_shutdown() -> None:
 
 
 @hookimpl
-def provider_simulate_webhook(number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
+async def provider_simulate_webhook(number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
     """A text message as Twilio would post it, signed with the number's auth token."""
     settings: TwilioNumberSettings = number.settings  # type: ignore[assignment]
     sid = "SM" + secrets.token_hex(16)

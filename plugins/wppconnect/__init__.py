@@ -34,7 +34,7 @@ from plugins.wppconnect import commands
 from plugins.wppconnect.client import settings_of
 from plugins.wppconnect.parse import STATUS_MAP, parse_event, sample_message
 from plugins.wppconnect.schema import WppconnectNumberSettings, WppconnectSettings
-from plugins.wppconnect.session import PROVIDER, Sessions
+from plugins.wppconnect.session import PROVIDER, WEBHOOK_SECRET, Sessions
 
 WEBHOOK_PREFIX = f"/webhooks/whatsapp/{PROVIDER}"
 
@@ -66,10 +66,18 @@ def plugin_settings_model() -> type[WppconnectSettings]:
     return WppconnectSettings
 
 
+# Files arrive inside the webhook as base64 (4/3 of their size) and WPPConnect never retries a
+# refused webhook: room for 16 MiB files (WhatsApp's media limit) whatever max_body_bytes says.
+WEBHOOK_MAX_BYTES = 24 * 1024 * 1024
+
+
 @hookimpl
 def provider_webhook_routes() -> list[WebhookRoute]:
     # The second route only exists to answer a URL without its secret with 403, not 404.
-    return [WebhookRoute("/{number_id}/{secret}", name="inbound"), WebhookRoute("/{number_id}", name="no-secret")]
+    return [
+        WebhookRoute("/{number_id}/{secret}", name="inbound", max_body_bytes=WEBHOOK_MAX_BYTES),
+        WebhookRoute("/{number_id}", name="no-secret"),
+    ]
 
 
 @hookimpl
@@ -161,15 +169,11 @@ async def provider_download_media(host, number: Number, media: Media) -> tuple[b
 
 
 @hookimpl
-def provider_simulate_webhook(number: Number, sender: str, text: str) -> SimulatedWebhook:
+async def provider_simulate_webhook(host, number: Number, sender: str, text: str) -> SimulatedWebhook:
     """A text message as the server would post it, to the number's secret webhook path."""
-    secret = _webhook_secret(number)
+    secret = _webhook_secret(number) or await host.number_secret(number.id, WEBHOOK_SECRET)
     if secret is None:
-        raise PluginError(
-            f"number {number.id!r} has no `webhook_secret` in its settings: its generated secret is kept "
-            "encrypted in the database, which `hookline simulate` does not open. Set `webhook_secret` "
-            "(docs/providers/wppconnect.md) to simulate this number's webhooks."
-        )
+        raise PluginError(f"number {number.id!r} has no webhook secret yet: start the server once (it generates one)")
     payload = sample_message(settings_of(number).session, sender, number.phone, text)
     return SimulatedWebhook(
         path=f"{WEBHOOK_PREFIX}/{number.id}/{secret}",

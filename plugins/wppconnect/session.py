@@ -113,9 +113,10 @@ class Sessions:
             secret = configured.get_secret_value()
         else:
             secret = await self.host.number_secret(number.id, WEBHOOK_SECRET)
-            if not secret:
-                secret = secrets.token_urlsafe(32)
-                await self.host.store_number_secret(number.id, WEBHOOK_SECRET, secret)
+            if not secret:  # if_absent: another worker may have generated one meanwhile; theirs wins
+                secret = await self.host.store_number_secret(
+                    number.id, WEBHOOK_SECRET, secrets.token_urlsafe(32), if_absent=True
+                )
                 log.info("generated the webhook secret of number %s (kept encrypted)", number.id)
         self.secrets[number.id] = secret
         return secret
