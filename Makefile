@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test migrations check-config clean
+.PHONY: run test bench migrations check-config clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hookline needs Python 3.11 or newer (set PYTHON=python3.x)")'
@@ -20,6 +20,11 @@ run: $(STAMP)
 ## Run the whole test suite: SQLite always, PostgreSQL too when one answers (DATABASE_URL or 127.0.0.1:5432).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Benchmark with wrk: a bare Starlette ceiling vs Twilio inbound on SQLite and PostgreSQL (docs/performance.md).
+## Options go in BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 5".
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## After changing core/storage/models.py: write the migration for it.
 migrations: $(STAMP)

@@ -1,0 +1,1 @@
+"""hookline's benchmark harness: `make bench` (see docs/performance.md)."""

@@ -1,0 +1,89 @@
+"""The databases the hookline cases write to: a SQLite file, a throwaway PostgreSQL database,
+and counting afterwards what a run actually stored.
+
+The PostgreSQL server is the one DATABASE_URL names, else 127.0.0.1:5432 as `postgres` (as the
+test suite does). The bench creates its own database there and drops it afterwards; it never
+touches the one DATABASE_URL names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass
+class Stored:
+    """Rows a case left behind. Each new inbound message enqueues one job and a finished job is
+    deleted, so `messages_total - jobs_left` is how many jobs the server's worker ran."""
+
+    messages: int  # from the measured slice of the request file
+    messages_total: int  # including the warm-up's
+    jobs_left: int
+
+
+def postgres_server() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgres://", "postgresql://")) else DEFAULT_POSTGRES
+
+
+def _asyncpg_url(url: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
+
+
+async def _execute(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_url(url), timeout=3)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def create_postgres_database() -> str:
+    """A new, empty database for one case; its URL. Raises (OSError, asyncpg errors, timeouts)
+    when the server cannot be used, and the caller skips the case with that reason."""
+    server = postgres_server()
+    name = f"hookline_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_execute(server, f'CREATE DATABASE "{name}"'))
+    return urlunsplit(urlsplit(server)._replace(scheme="postgres", path=f"/{name}"))
+
+
+def drop_postgres_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    asyncio.run(_execute(postgres_server(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_MESSAGES = "SELECT count(*) FROM hookline_message WHERE provider = 'twilio' AND external_id >= {0} AND external_id < {1}"
+_ALL_MESSAGES = "SELECT count(*) FROM hookline_message"
+_JOBS = "SELECT count(*) FROM hookline_job"
+
+
+def count_sqlite(path: str, first_sid: str, end_sid: str) -> Stored:
+    with closing(sqlite3.connect(path)) as connection:
+        messages = connection.execute(_MESSAGES.format("?", "?"), (first_sid, end_sid)).fetchone()[0]
+        total = connection.execute(_ALL_MESSAGES).fetchone()[0]
+        jobs = connection.execute(_JOBS).fetchone()[0]
+    return Stored(messages, total, jobs)
+
+
+def count_postgres(url: str, first_sid: str, end_sid: str) -> Stored:
+    async def count() -> Stored:
+        connection = await asyncpg.connect(_asyncpg_url(url), timeout=3)
+        try:
+            messages = await connection.fetchval(_MESSAGES.format("$1", "$2"), first_sid, end_sid)
+            total = await connection.fetchval(_ALL_MESSAGES)
+            jobs = await connection.fetchval(_JOBS)
+        finally:
+            await connection.close()
+        return Stored(messages, total, jobs)
+
+    return asyncio.run(count())
