@@ -254,3 +254,21 @@ async def test_simulated_webhook_is_accepted_by_the_server(tmp_path, database_ur
         assert response.status_code == 200
         message = await Message.get(text="hola").prefetch_related("conversation__contact")
         assert message.conversation.contact.address == "+15550100123"
+
+
+async def test_the_auth_token_never_reaches_a_log_line(tmp_path, database_url, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    with running_fake_twilio({ACCOUNT: TOKEN}) as fake:
+        runtime = twilio_runtime(tmp_path, database_url, fake, Inbox())
+        async with started(runtime) as client:
+            body, headers = signed(fixture_form("inbound_text.form"))
+            assert (await client.post(INBOUND, content=body, headers=headers)).status_code == 200
+            body, headers = signed(fixture_form("inbound_text.form"), token="wrong-token")
+            assert (await client.post(INBOUND, content=body, headers=headers)).status_code == 403
+            await _send_and_wait(runtime, fake)
+            fake.answer(FakeTwilio.error(20003, "Authenticate", 401))
+            assert (await _send_and_wait(runtime, fake)).status.value == "failed"
+    assert "refused 403" in caplog.text and "failed" in caplog.text
+    assert TOKEN not in caplog.text

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -165,7 +166,8 @@ async def test_lifecycle_token_start_qr_scan_connected_visible_to_operators(tmp_
 # --------------------------------------------------------------------------- inbound
 
 
-async def test_image_is_stored_decoded_and_unproven_webhooks_store_nothing(tmp_path, database_url):
+async def test_image_is_stored_decoded_and_unproven_webhooks_store_nothing(tmp_path, database_url, caplog):
+    caplog.set_level(logging.DEBUG)
     inbox = Inbox()
     with running_fake_wppconnect() as fake:
         fake.session("acme", status="CONNECTED", paired=True)
@@ -214,6 +216,10 @@ async def test_image_is_stored_decoded_and_unproven_webhooks_store_nothing(tmp_p
             assert (tmp_path / "data" / "media" / fetched["key"]).read_bytes() == b"%PDF-1.4 invoice"
             assert inbox.inbound[0].media[0]["key"] == item["key"]  # workflows see the stored image
             assert await Message.all().count() == 4
+    # The secrets are in the webhook paths: none of them may reach a log line. (httpx's own request
+    # lines come from this test's client; hookline's logging keeps httpx at WARNING.)
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    assert "refused 403" in logged and WEBHOOK_SECRET not in logged and generated not in logged
 
 
 # --------------------------------------------------------------------------- sending
