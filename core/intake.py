@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, ValidationError
 from tortoise.transactions import in_transaction
 
 from core.queue import WorkQueue
 from core.storage.models import Contact, Conversation, Message, StatusEvent
+from core.storage.sql import query, to_json
 from core.types import (
     STATUS_RANK,
     ConversationState,
@@ -74,51 +75,85 @@ async def record_webhook(
     raise AssertionError("unreachable")
 
 
+# The webhook hot path in hand-written SQL (see core.storage.sql): five statements for a new
+# message from a known contact — duplicate check, contact, conversation, message, job.
+
+_DUPLICATE = "SELECT 1 AS found FROM hookline_message WHERE provider = ? AND external_id = ?"
+_CONTACT = "SELECT id, name, wa_id FROM hookline_contact WHERE address = ?"
+_NEW_CONTACT = (
+    "INSERT INTO hookline_contact (address, name, wa_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
+_UPDATE_CONTACT = "UPDATE hookline_contact SET name = ?, wa_id = ?, updated_at = ? WHERE id = ?"
+# Also the row lock that serialises one conversation's writers on PostgreSQL, so message ids
+# (and so job order) follow commit order within a conversation.
+_TOUCH_CONVERSATION = (
+    "UPDATE hookline_conversation SET last_message_at = ?, state = 'open', updated_at = ?"
+    " WHERE number_id = ? AND contact_id = ? RETURNING id"
+)
+_NEW_CONVERSATION = (
+    "INSERT INTO hookline_conversation (number_id, contact_id, owner, state, last_message_at, plugin_state,"
+    " created_at, updated_at) VALUES (?, ?, 'human', 'open', ?, '{}', ?, ?) RETURNING id"
+)
+_NEW_MESSAGE = (
+    "INSERT INTO hookline_message (conversation_id, direction, kind, text, media, data, provider, external_id,"
+    " reply_to, status, payload, sent_at, status_at, created_at, updated_at)"
+    " VALUES (?, 'in', ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?, ?, ?)"
+    " ON CONFLICT (provider, external_id) DO NOTHING RETURNING id"
+)
+
+
 async def _store_message(
     connection: BaseDBAsyncClient, provider: str, message: InboundMessage, queue: WorkQueue, result: IntakeResult
 ) -> None:
-    if await Message.filter(provider=provider, external_id=message.external_id).using_db(connection).exists():
+    _check_lengths(message)
+    if await query(connection, _DUPLICATE, [provider, message.external_id]):
         result.duplicates += 1
         return
-    contact = await _contact(connection, message)
-    conversation = await conversation_for(connection, message.number_id, contact)
     now = datetime.now(UTC)
-    stored = await Message.create(
-        conversation_id=conversation.id,
-        direction=Direction.INBOUND,
-        kind=message.kind,
-        text=message.text,
-        media=[item.to_json() for item in message.media],
-        data=message.data,
-        provider=provider,
-        external_id=message.external_id,
-        reply_to=message.reply_to,
-        status=DeliveryStatus.RECEIVED,
-        payload=message.raw,
-        sent_at=message.timestamp,
-        status_at=now,
-        using_db=connection,
-    )
-    await Conversation.filter(id=conversation.id).using_db(connection).update(
-        last_message_at=now, state=ConversationState.OPEN
-    )
-    await queue.enqueue(connection, "inbound", {"message_id": stored.id}, ordering_key=inbound_key(conversation.id))
-    result.stored.append(stored.id)
+    contact_id = await _contact_id(connection, message, now)
+    touched = await query(connection, _TOUCH_CONVERSATION, [now, now, message.number_id, contact_id])
+    if touched:
+        conversation_id = touched[0]["id"]
+    else:
+        created = await query(connection, _NEW_CONVERSATION, [message.number_id, contact_id, now, now, now])
+        conversation_id = created[0]["id"]
+    media = [item.to_json() for item in message.media]
+    inserted = await query(connection, _NEW_MESSAGE, [
+        conversation_id, message.kind, message.text, to_json(media), to_json(message.data), provider,
+        message.external_id, message.reply_to, to_json(message.raw), message.timestamp, now, now, now,
+    ])
+    if not inserted:  # a concurrent delivery committed it after our check
+        result.duplicates += 1
+        return
+    message_id = inserted[0]["id"]
+    await queue.enqueue(connection, "inbound", {"message_id": message_id}, ordering_key=inbound_key(conversation_id))
+    result.stored.append(message_id)
 
 
-async def _contact(connection: BaseDBAsyncClient, message: InboundMessage) -> Contact:
+_LIMITS = (("external_id", 255), ("reply_to", 255), ("kind", 32))
+
+
+def _check_lengths(message: InboundMessage) -> None:
+    """What the columns cannot hold is refused (400), not truncated nor left to the driver (503)."""
+    for name, limit in _LIMITS:
+        value = getattr(message, name)
+        if value is not None and len(value) > limit:
+            raise ValidationError(f"{name} is longer than {limit} characters")
+    if len(message.contact.address) > 255 or len(message.contact.name or "") > 255:
+        raise ValidationError("contact address or name is longer than 255 characters")
+
+
+async def _contact_id(connection: BaseDBAsyncClient, message: InboundMessage, now: datetime) -> int:
     info = message.contact
-    contact = await Contact.filter(address=info.address).using_db(connection).first()
-    if contact is None:
-        return await Contact.create(address=info.address, name=info.name, wa_id=info.wa_id, using_db=connection)
-    changes = {
-        name: value
-        for name, value in (("name", info.name), ("wa_id", info.wa_id))
-        if value and getattr(contact, name) != value
-    }
-    if changes:
-        await Contact.filter(id=contact.id).using_db(connection).update(**changes)
-    return contact
+    found = await query(connection, _CONTACT, [info.address])
+    if not found:
+        created = await query(connection, _NEW_CONTACT, [info.address, info.name, info.wa_id, now, now])
+        return created[0]["id"]
+    row = found[0]
+    name, wa_id = info.name or row["name"], info.wa_id or row["wa_id"]
+    if (name, wa_id) != (row["name"], row["wa_id"]):
+        await query(connection, _UPDATE_CONTACT, [name, wa_id, now, row["id"]])
+    return row["id"]
 
 
 async def conversation_for(connection: BaseDBAsyncClient, number_id: str, contact: Contact) -> Conversation:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
 from core.storage.models import Job
+from core.storage.sql import from_json, query, to_json
 
 
 def now_ms() -> int:
@@ -65,6 +67,12 @@ class WorkQueue(Protocol):
     async def release(self, job_ids: list[int]) -> None: ...
 
 
+_ENQUEUE = (  # on every webhook: written once, not built by the ORM each time
+    "INSERT INTO hookline_job (kind, payload, ordering_key, state, attempts, run_at_ms, created_at)"
+    " VALUES (?, ?, ?, 'ready', 0, ?, ?)"
+)
+
+
 class EmbeddedQueue:
     """Jobs as rows in hookline's own database (SQLite by default; PostgreSQL works too)."""
 
@@ -82,10 +90,9 @@ class EmbeddedQueue:
         delay_seconds: float = 0,
     ) -> None:
         """A delayed job with an ordering key holds its key until it runs: give timers none."""
-        await Job.create(
-            kind=kind, payload=payload, ordering_key=ordering_key,
-            run_at_ms=now_ms() + int(delay_seconds * 1000), using_db=connection,
-        )
+        await query(connection, _ENQUEUE, [
+            kind, to_json(payload), ordering_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
+        ])
 
     def wake(self) -> None:
         """Tell local workers there is work (call after the enqueuing transaction committed)."""
@@ -103,7 +110,7 @@ class EmbeddedQueue:
         connection = get_connection("default")
         current = now_ms()
         async with self._claim_lock:
-            rows = await _query(
+            rows = await query(
                 connection,
                 "SELECT j.id FROM hookline_job j"
                 " WHERE ((j.state = 'ready' AND j.run_at_ms <= ?) OR (j.state = 'running' AND j.locked_until_ms < ?))"
@@ -117,7 +124,7 @@ class EmbeddedQueue:
                 return []
             ids = [row["id"] for row in rows]
             marks = ", ".join("?" for _ in ids)
-            claimed = await _query(
+            claimed = await query(
                 connection,
                 f"UPDATE hookline_job SET state = 'running', attempts = attempts + 1, locked_until_ms = ?"
                 f" WHERE id IN ({marks}) AND ((state = 'ready' AND run_at_ms <= ?)"
@@ -125,7 +132,7 @@ class EmbeddedQueue:
                 f" RETURNING id, kind, payload, attempts",
                 [current + int(lease_seconds * 1000), *ids, current, current],
             )
-        jobs = [ClaimedJob(row["id"], row["kind"], _json(row["payload"]), row["attempts"]) for row in claimed]
+        jobs = [ClaimedJob(row["id"], row["kind"], from_json(row["payload"]), row["attempts"]) for row in claimed]
         return sorted(jobs, key=lambda job: job.id)
 
     async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
@@ -146,28 +153,8 @@ class EmbeddedQueue:
     async def release(self, job_ids: list[int]) -> None:
         """Give jobs back untouched (graceful shutdown): they do not count as an attempt."""
         for job_id in job_ids:
-            await _query(
+            await query(
                 get_connection("default"),
                 "UPDATE hookline_job SET state = 'ready', locked_until_ms = NULL, attempts = attempts - 1 WHERE id = ? AND state = 'running'",
                 [job_id],
             )
-
-
-async def _query(connection: BaseDBAsyncClient, sql: str, values: list[Any]) -> list[dict[str, Any]]:
-    """Run SQL written with `?` placeholders on either backend."""
-    if connection.capabilities.dialect == "postgres":
-        sql = _numbered_placeholders(sql)
-    return list(await connection.execute_query_dict(sql, values))
-
-
-def _numbered_placeholders(sql: str) -> str:
-    parts = sql.split("?")
-    return "".join(part + (f"${index}" if index < len(parts) else "") for index, part in enumerate(parts, 1))
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if isinstance(value, (str, bytes)):
-        import json
-
-        return json.loads(value)
-    return dict(value)
