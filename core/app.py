@@ -10,13 +10,17 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
 from tortoise.connection import get_connection
 
+from core.api.errors import EXCEPTION_HANDLERS
+from core.api.routes import api_routes
+from core.auth.middleware import AuthMiddleware
 from core.config import resolve_config_path
 from core.jobs import dead_handlers, job_handlers
 from core.logs import setup_logging
-from core.numbers import sync_config_numbers
+from core.numbers import load_api_numbers, sync_config_numbers
 from core.runtime import Runtime, build_runtime
 from core.storage.database import close_storage, open_storage, prepare_schema
 from core.webhooks import webhook_routes
@@ -37,13 +41,14 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
         try:
             await prepare_schema(settings.database.url)
             await sync_config_numbers(settings.numbers)
+            await load_api_numbers(host)
             await runtime.dispatch.notify("on_startup", host=host)
             if run_workers:
                 worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
                 worker.start()
             log.info(
                 "hookline ready: %d number(s), plugins: %s, storage: %s",
-                len(settings.numbers), ", ".join(settings.enabled_plugins) or "none",
+                len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
                 settings.database.url.split("://", 1)[0],
             )
             yield
@@ -69,8 +74,11 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
         Route("/readyz", readyz),
         Route("/media/{key}", host.media.endpoint, methods=["GET", "HEAD"]),
         *webhook_routes(host),
+        Mount("/api", routes=api_routes(host)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(AuthMiddleware)], exception_handlers=EXCEPTION_HANDLERS
+    )
     app.state.runtime = runtime
     return app
 

@@ -50,13 +50,14 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
     """Open storage (migrating SQLite if needed) and mirror configured numbers, then run `work`."""
-    from core.numbers import sync_config_numbers
+    from core.numbers import load_api_numbers, sync_config_numbers
     from core.storage.database import close_storage, open_storage, prepare_schema
 
     await open_storage(runtime.settings.database.url)
     try:
         await prepare_schema(runtime.settings.database.url)
         await sync_config_numbers(runtime.settings.numbers)
+        await load_api_numbers(runtime.host)
         return await work()
     finally:
         await close_storage()
@@ -166,7 +167,7 @@ def plugins(args: argparse.Namespace) -> int:
 def send(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
     host = runtime.host
-    host.number(args.number)  # unknown id: a clear error before touching storage
+    host.number(args.number)  # unknown id: a clear error before touching storage (configured numbers only)
 
     async def work() -> int:
         conversation = await host.conversation_with(args.number, args.to)
@@ -269,6 +270,46 @@ def numbers(args: argparse.Namespace) -> int:
             _table(["id", "provider", "phone", "config", "state"],
                    [[r["id"], r["provider"], r["phone"], "yes" if r["managed_by_config"] else "no",
                      " ".join(filter(None, [r["state"], r["state_detail"]])) or "-"] for r in rows])
+        return 0
+
+    return asyncio.run(_with_storage(runtime, work))
+
+
+def users(args: argparse.Namespace) -> int:
+    """`users create USERNAME --admin|--agent` (password from a prompt or --password-stdin) and
+    `users token USERNAME` (prints a new API token once; only its digest is stored)."""
+    import getpass
+
+    from core.auth.tokens import create_token, create_user
+    from core.storage.models import User
+
+    runtime = _runtime(args)
+    if args.action == "create":
+        if args.role is None:
+            print("hookline: users create needs --admin or --agent", file=sys.stderr)
+            return EXIT_CONFIG
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = getpass.getpass(f"password for {args.username}: ")
+            if getpass.getpass("again: ") != password:
+                print("hookline: the passwords differ", file=sys.stderr)
+                return 1
+
+    async def work() -> int:
+        if args.action == "create":
+            try:
+                user = await create_user(args.username, password, args.role)
+            except ValueError as exc:
+                print(f"hookline: {exc}", file=sys.stderr)
+                return 1
+            print(f"user {user.username} created ({user.role})")
+            return 0
+        user = await User.get_or_none(username=args.username)
+        if user is None:
+            print(f"hookline: no user {args.username!r}", file=sys.stderr)
+            return 1
+        print(await create_token(user))
         return 0
 
     return asyncio.run(_with_storage(runtime, work))
@@ -385,6 +426,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--to", required=True, choices=["bot", "human"])
     sub.add_argument("--reason")
     sub.add_argument("--by", default="cli", help="who did it (default: cli)")
+
+    sub = command("users", users, "manage console and API users: create (admin or agent), token (a new API token)")
+    sub.add_argument("action", choices=["create", "token"])
+    sub.add_argument("username")
+    role = sub.add_mutually_exclusive_group()
+    role.add_argument("--admin", dest="role", action="store_const", const="admin", help="create: numbers and settings")
+    role.add_argument("--agent", dest="role", action="store_const", const="agent", help="create: conversations")
+    sub.add_argument("--password-stdin", action="store_true", help="create: read the password from the first line of stdin")
 
     sub = command("numbers", numbers, "list numbers: provider, phone, managed by config, connection state")
     sub.add_argument("--json", action="store_true")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from collections.abc import Mapping
 from pydantic import BaseModel
 from tortoise.transactions import in_transaction
 
 from core.config import Settings
 from core.dispatch import Dispatch
+from core.events import EventBus
 from core.intake import conversation_for, record_webhook
 from core.keys import SecretKey
 from core.media import MediaStore
@@ -33,7 +33,10 @@ class Host:
         self.dispatch = dispatch
         self.queue = queue
         self.media = media
-        self.numbers: Mapping[str, Number] = {number.id: number for number in settings.numbers}
+        # The live registry: configured numbers, plus those created over the API (added at start
+        # by core.numbers.load_api_numbers and kept current by the API).
+        self.numbers: dict[str, Number] = {number.id: number for number in settings.numbers}
+        self.events = EventBus()
         self.log = logging.getLogger("hookline")
 
     @property
@@ -110,7 +113,9 @@ class Host:
         return await ownership.transfer(self, conversation_id, Owner(to), reason, by)
 
     async def close_conversation(self, conversation: Conversation | int) -> None:
-        await ownership.close(conversation.id if isinstance(conversation, Conversation) else conversation)
+        conversation_id = conversation.id if isinstance(conversation, Conversation) else conversation
+        await ownership.close(conversation_id)
+        await self.events.conversation_updated(conversation_id)
 
     async def plugin_state(self, conversation: Conversation | int, plugin: str) -> dict[str, Any]:
         """This plugin's saved state for the conversation (a bot flow's step), or {}."""
@@ -149,8 +154,11 @@ class Host:
         if not provider.implements("provider_fetch_status"):
             raise ProviderError(f"{number.provider} cannot look up message status", code="unsupported")
         update = await provider.fetch_status(self, number, message.external_id)
-        await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
-        return await Message.get(id=message_id)
+        result = await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
+        refreshed = await Message.get(id=message_id)
+        if result.statuses_applied:
+            await self.events.message_status([refreshed])
+        return refreshed
 
     async def set_number_state(self, number_id: str, state: str, detail: str | None = None) -> None:
         """Record a provider-reported connection state (e.g. QRCODE, CONNECTED, needs_token) where
@@ -158,6 +166,7 @@ class Host:
         self.number(number_id)
         await NumberRow.filter(id=number_id).update(state=state, state_detail=detail, state_at=datetime.now(UTC))
         self.log.info("number %s is %s%s", number_id, state, f": {detail}" if detail else "")
+        await self.events.number_state(number_id, state, detail)
 
     async def number_state(self, number_id: str) -> tuple[str | None, str | None]:
         """The last state recorded with `set_number_state`, and its detail."""

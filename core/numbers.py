@@ -1,14 +1,23 @@
-"""Numbers declared in the config file, mirrored into the database at start."""
+"""Numbers declared in the config file, mirrored into the database at start; numbers created
+over the API, stored with their secret settings encrypted and loaded into the host's registry."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 from tortoise.transactions import in_transaction
 
 from core.storage.models import NumberRow
 from core.types import Number
+from core.vault import SealedValueError, seal, unseal
+
+if TYPE_CHECKING:
+    from core.host import Host
+
+log = logging.getLogger("hookline.numbers")
 
 
 def public_settings(number: Number) -> dict[str, object]:
@@ -42,3 +51,49 @@ async def sync_config_numbers(numbers: Iterable[Number]) -> None:
         await NumberRow.filter(managed_by_config=True).exclude(id__in=[n.id for n in numbers]).using_db(
             connection
         ).update(managed_by_config=False)
+
+
+# --------------------------------------------------------------------------- numbers created over the API
+
+
+def split_settings(settings: BaseModel, secret_key: bytes) -> tuple[dict[str, object], dict[str, str]]:
+    """(public settings, secret settings sealed with the vault); unset secrets are left out."""
+    public: dict[str, object] = {}
+    sealed: dict[str, str] = {}
+    dumped = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            sealed[name] = seal(secret_key, value.get_secret_value())
+        elif value is None and _is_secret_field(type(settings), name):
+            continue
+        else:
+            public[name] = dumped[name]
+    return public, sealed
+
+
+def _is_secret_field(model: type[BaseModel], name: str) -> bool:
+    return "SecretStr" in str(model.model_fields[name].annotation)
+
+
+def number_from_row(row: NumberRow, model: type[BaseModel], secret_key: bytes) -> Number:
+    """The live Number of an API-managed row: public settings plus decrypted secrets, validated."""
+    data = dict(row.public_settings)
+    data.update({name: unseal(secret_key, value) for name, value in row.sealed_settings.items()})
+    return Number(row.id, row.provider, row.phone, row.display_name, model.model_validate(data))
+
+
+async def load_api_numbers(host: Host) -> None:
+    """Add the numbers created over the API to the host's registry (at start)."""
+    for row in await NumberRow.filter(managed_by_config=False).order_by("id"):
+        if row.id in host.numbers:
+            continue
+        provider = host.dispatch.providers.get(row.provider)
+        if provider is None:
+            log.warning("number %s: provider %s is not enabled; the number is inactive", row.id, row.provider)
+            continue
+        try:
+            host.numbers[row.id] = number_from_row(row, provider.number_settings_model, host.secret_key.value)
+        except (ValidationError, SealedValueError) as exc:
+            # Only the type: a validation message could quote a setting.
+            log.warning("number %s is inactive: its stored settings are unusable (%s)", row.id, type(exc).__name__)

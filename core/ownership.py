@@ -42,6 +42,7 @@ async def transfer(host: Host, conversation_id: int, to: Owner, reason: str | No
             ordering_key=inbound_key(conversation_id),
         )
     host.queue.wake()
+    await host.events.conversation_updated(conversation_id)
     log.info("conversation %s transferred to %s by %s%s", conversation_id, to.value, by or "-", f" ({reason})" if reason else "")
     return True
 

@@ -53,6 +53,7 @@ async def enqueue_outbound(
     except IntegrityError:  # the same dedupe_key committed concurrently
         return await Message.get(conversation_id=conversation.id, dedupe_key=dedupe_key)
     host.queue.wake()
+    await host.events.messages_created([message.id])
     log.info("queued outbound message %s on %s", message.id, number.id)
     return message
 
@@ -140,6 +141,7 @@ async def deliver(host: Host, message_id: int) -> None:
                                      ordering_key=inbound_key(conversation.id))
         await _apply_early_statuses(host, connection, message, number.provider, result.external_id)
     host.queue.wake()
+    await host.events.message_status_of([message.id])
     log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
 
 
@@ -167,4 +169,6 @@ async def mark_failed(host: Host, message: Message, code: str | None, text: str)
             await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
                                      ordering_key=inbound_key(message.conversation_id))
     host.queue.wake()
+    if moved:
+        await host.events.message_status_of([message.id])
     log.warning("message %s failed: %s %s", message.id, code or "", text)

@@ -192,3 +192,44 @@ def test_several_worker_processes_share_the_database_and_log_json(tmp_path):
     accepted = [r for r in records if r["logger"] == "hookline.webhook" and "accepted" in r["message"]]
     assert len(accepted) == 4
     assert sum("demo auth token" in r["message"] for r in records) == 2  # one per worker process
+
+
+# --------------------------------------------------------------------------- users
+
+
+def test_users_create_and_token(tmp_path, database_url):
+    import asyncio
+
+    from core.auth.passwords import verify_password
+    from core.auth.tokens import digest
+    from core.storage.database import close_storage, open_storage
+    from core.storage.models import ApiToken, User
+
+    config = write_config(tmp_path, database_url, modules=[RECORDER])
+    created = hookline("users", "create", "ada", "--admin", "--password-stdin", "--config", config, cwd=tmp_path,
+                       input="a long password\n")
+    assert created.returncode == 0, created.stderr
+    assert "a long password" not in created.stdout + created.stderr
+    again = hookline("users", "create", "ada", "--agent", "--password-stdin", "--config", config, cwd=tmp_path, input="another one\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = hookline("users", "create", "bob", "--agent", "--password-stdin", "--config", config, cwd=tmp_path, input="short\n")
+    assert short.returncode == 1 and "at least" in short.stderr
+    no_role = hookline("users", "create", "bob", "--password-stdin", "--config", config, cwd=tmp_path, input="long enough pw\n")
+    assert no_role.returncode == 2
+    token = hookline("users", "token", "ada", "--config", config, cwd=tmp_path)
+    assert token.returncode == 0, token.stderr
+    value = token.stdout.strip()
+    assert value.startswith("hl_")
+
+    async def check() -> None:
+        await open_storage(database_url)
+        try:
+            user = await User.get(username="ada")
+            assert user.role == "admin" and verify_password(user.password_hash, "a long password")
+            [row] = await ApiToken.all()
+            assert row.token_hash == digest(value) and value not in row.token_hash
+        finally:
+            await close_storage()
+
+    asyncio.run(check())
+    assert hookline("users", "token", "nobody", "--config", config, cwd=tmp_path).returncode == 1

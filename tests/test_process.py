@@ -47,10 +47,11 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def hookline(*args: Any, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def hookline(*args: Any, cwd: Path, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run one `hookline` command to completion (killed if it outlives `timeout`)."""
     return subprocess.run(
-        [str(HOOKLINE), *map(str, args)], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+        [str(HOOKLINE), *map(str, args)], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout,
+        input=input,
     )
 
 

@@ -30,6 +30,8 @@ class NumberRow(Model):
     state_at = fields.DatetimeField(null=True)
     # Values a provider generates and keeps per number, encrypted with the secret key (core.vault).
     sealed_secrets = fields.JSONField(default=dict)
+    # Secret settings of a number created over the API, each encrypted with the secret key.
+    sealed_settings = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -154,3 +156,63 @@ class Job(Model):
 
     class Meta:
         table = "hookline_job"
+
+
+class User(Model):
+    """A person who signs in to the API or the console, as admin or agent."""
+
+    id = fields.BigIntField(primary_key=True)
+    username = fields.CharField(max_length=150, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    role = fields.CharField(max_length=16)  # admin or agent
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "hookline_user"
+
+
+class ApiToken(Model):
+    """A bearer token for the REST API, kept only as its SHA-256 digest."""
+
+    id = fields.BigIntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "hookline.User", related_name="tokens", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    user_id: int
+
+    class Meta:
+        table = "hookline_api_token"
+
+
+class UserSession(Model):
+    """A console sign-in, kept as the SHA-256 digest of its cookie, with its CSRF token."""
+
+    id = fields.BigIntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "hookline.User", related_name="sessions", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    csrf_token = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    user_id: int
+
+    class Meta:
+        table = "hookline_user_session"
+
+
+class Event(Model):
+    """A live event for browsers, in id order, replayed to SSE clients that resume."""
+
+    id = fields.BigIntField(primary_key=True)
+    kind = fields.CharField(max_length=32)
+    data = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "hookline_event"

@@ -1,0 +1,86 @@
+"""/api/conversations: list and start (any role); hand one to the bot or a human."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from tortoise.expressions import Q
+
+from core.api.access import ANYONE, host_of, require
+from core.api.errors import field_error, json_body, not_found, validate
+from core.api.views import conversation_json
+from core.storage.models import Conversation
+from core.types import ConversationState, Owner
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number_id: str | None = None
+    owner: Owner | None = None
+    state: ConversationState | None = None
+    q: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0)
+
+
+class NewConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number_id: str = Field(min_length=1)
+    address: str = Field(min_length=3, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+
+
+class Transfer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Owner
+    reason: str | None = Field(default=None, max_length=500)
+
+
+async def conversation_or_404(conversation_id: str) -> Conversation:
+    conversation = await Conversation.get_or_none(id=int(conversation_id)).prefetch_related("contact") if conversation_id.isdigit() else None
+    if conversation is None:
+        raise not_found(f"conversation {conversation_id}")
+    return conversation
+
+
+async def list_conversations(request: Request) -> Response:
+    require(request, ANYONE)
+    query = validate(ListQuery, dict(request.query_params))
+    rows = Conversation.all().prefetch_related("contact")
+    if query.number_id:
+        rows = rows.filter(number_id=query.number_id)
+    if query.owner:
+        rows = rows.filter(owner=query.owner)
+    if query.state:
+        rows = rows.filter(state=query.state)
+    if query.q:
+        rows = rows.filter(Q(contact__address__icontains=query.q) | Q(contact__name__icontains=query.q))
+    total = await rows.count()
+    page = await rows.order_by("-last_message_at", "-id").offset(query.offset).limit(query.limit)
+    return JSONResponse({"items": [conversation_json(c, c.contact) for c in page], "total": total,
+                         "limit": query.limit, "offset": query.offset})
+
+
+async def create_conversation(request: Request) -> Response:
+    require(request, ANYONE)
+    host = host_of(request)
+    body = await json_body(request, NewConversation)
+    if body.number_id not in host.numbers:
+        raise field_error("number_id", f"no active number {body.number_id!r}")
+    conversation = await host.conversation_with(body.number_id, body.address, body.name)
+    conversation = await conversation_or_404(str(conversation.id))
+    return JSONResponse(conversation_json(conversation, conversation.contact), status_code=201)
+
+
+async def transfer_conversation(request: Request) -> Response:
+    user = require(request, ANYONE)
+    host = host_of(request)
+    conversation = await conversation_or_404(request.path_params["conversation_id"])
+    body = await json_body(request, Transfer)
+    changed = await host.transfer(conversation.id, body.to, reason=body.reason, by=user.username)
+    conversation = await conversation_or_404(str(conversation.id))
+    return JSONResponse({"changed": changed, "conversation": conversation_json(conversation, conversation.contact)})

@@ -1,0 +1,181 @@
+"""/api/whatsapp-numbers: list and read (any role); create, change, configure, delete (admin).
+
+Numbers from the config file are read-only here (409 `managed_by_config`). Secret settings are
+write-only: stored encrypted (core.vault), shown as a mask, never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from tortoise.transactions import in_transaction
+
+from core.api.access import ADMIN, ANYONE, host_of, require
+from core.api.errors import ApiError, field_error, json_body, not_found, validate
+from core.api.views import MASK, number_json
+from core.host import Host
+from core.numbers import split_settings
+from core.storage.models import Conversation, NumberRow
+from core.types import Number
+
+log = logging.getLogger("hookline.api")
+
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+class NewNumber(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    provider: str = Field(min_length=1)
+    phone: str = Field(min_length=1, max_length=64)
+    display_name: str | None = Field(default=None, max_length=255)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class NumberChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = Field(default=None, min_length=1, max_length=64)
+    display_name: str | None = Field(default=None, max_length=255)
+    settings: dict[str, Any] | None = None
+
+
+class Configure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    settings: dict[str, Any]
+
+
+def _validated_settings(host: Host, provider: str, data: dict[str, Any], field: str = "provider") -> BaseModel:
+    found = host.dispatch.providers.get(provider)
+    if found is None:
+        raise field_error(field, f"{provider!r} is not an enabled provider (enabled: {', '.join(host.dispatch.providers) or 'none'})")
+    return validate(found.number_settings_model, data, "settings")
+
+
+async def _row(number_id: str) -> NumberRow:
+    row = await NumberRow.get_or_none(id=number_id)
+    if row is None:
+        raise not_found(f"number {number_id!r}")
+    return row
+
+
+def _writable(row: NumberRow) -> None:
+    if row.managed_by_config:
+        raise ApiError(409, "managed_by_config", f"number {row.id!r} is declared in the config file: change it there")
+
+
+async def _save(host: Host, row_id: str, provider: str, phone: str, display_name: str | None, settings: BaseModel, *, create: bool) -> NumberRow:
+    public, sealed = split_settings(settings, host.secret_key.value)
+    values = {"provider": provider, "phone": phone, "display_name": display_name, "public_settings": public,
+              "sealed_settings": sealed, "managed_by_config": False}
+    async with in_transaction() as connection:
+        if create:
+            if await NumberRow.filter(id=row_id).using_db(connection).exists():
+                raise ApiError(409, "exists", f"a number with id {row_id!r} exists", [{"field": "id", "message": "taken"}])
+            await NumberRow.create(id=row_id, **values, using_db=connection)
+        else:
+            await NumberRow.filter(id=row_id).using_db(connection).update(**values)
+    host.numbers[row_id] = Number(row_id, provider, phone, display_name, settings)
+    return await NumberRow.get(id=row_id)
+
+
+async def list_numbers(request: Request) -> Response:
+    require(request, ANYONE)
+    host = host_of(request)
+    rows = await NumberRow.all().order_by("id")
+    return JSONResponse({"items": [number_json(row, host.numbers.get(row.id)) for row in rows]})
+
+
+async def create_number(request: Request) -> Response:
+    require(request, ADMIN)
+    host = host_of(request)
+    body = await json_body(request, NewNumber)
+    settings = _validated_settings(host, body.provider, body.settings)
+    if body.id in host.numbers:
+        raise ApiError(409, "exists", f"a number with id {body.id!r} exists", [{"field": "id", "message": "taken"}])
+    row = await _save(host, body.id, body.provider, body.phone, body.display_name, settings, create=True)
+    log.info("number %s (%s) created over the API by %s", row.id, row.provider, request.scope["user"].username)
+    return JSONResponse(number_json(row, host.numbers.get(row.id)), status_code=201)
+
+
+async def get_number(request: Request) -> Response:
+    require(request, ANYONE)
+    host = host_of(request)
+    row = await _row(request.path_params["number_id"])
+    return JSONResponse(number_json(row, host.numbers.get(row.id)))
+
+
+def _merged(current: Number | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """The current settings with `changes` applied; a secret sent as the mask (or left out) keeps its value."""
+    data: dict[str, Any] = {}
+    if current is not None:
+        settings = current.settings
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            data[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    for name, value in changes.items():
+        if value == MASK:
+            continue
+        data[name] = value
+    return data
+
+
+async def update_number(request: Request) -> Response:
+    require(request, ADMIN)
+    host = host_of(request)
+    row = await _row(request.path_params["number_id"])
+    _writable(row)
+    body = await json_body(request, NumberChanges)
+    current = host.numbers.get(row.id)
+    if current is None and body.settings is None:
+        raise field_error("settings", "the stored settings are unusable: send them again")
+    settings = current.settings if body.settings is None else _validated_settings(host, row.provider, _merged(current, body.settings))
+    phone = body.phone if body.phone is not None else row.phone
+    display_name = body.display_name if "display_name" in body.model_fields_set else row.display_name
+    row = await _save(host, row.id, row.provider, phone, display_name, settings, create=False)
+    log.info("number %s changed over the API by %s", row.id, request.scope["user"].username)
+    return JSONResponse(number_json(row, host.numbers.get(row.id)))
+
+
+async def configure_number(request: Request) -> Response:
+    """The original system's `POST /whatsapp-numbers/:id/<provider>/configure`: set the number's
+    provider and its credentials, validated by that provider's schema."""
+    require(request, ADMIN)
+    host = host_of(request)
+    row = await _row(request.path_params["number_id"])
+    _writable(row)
+    provider = request.path_params["provider"]
+    if provider not in host.dispatch.providers:
+        raise not_found(f"provider {provider!r}")
+    body = await json_body(request, Configure)
+    current = host.numbers.get(row.id) if row.provider == provider else None
+    settings = _validated_settings(host, provider, _merged(current, body.settings))
+    row = await _save(host, row.id, provider, row.phone, row.display_name, settings, create=False)
+    log.info("number %s configured for %s over the API by %s", row.id, provider, request.scope["user"].username)
+    return JSONResponse(number_json(row, host.numbers.get(row.id)))
+
+
+async def delete_number(request: Request) -> Response:
+    require(request, ADMIN)
+    host = host_of(request)
+    row = await _row(request.path_params["number_id"])
+    _writable(row)
+    if await Conversation.filter(number_id=row.id).exists():
+        raise ApiError(409, "in_use", f"number {row.id!r} has conversations; it cannot be deleted")
+    await NumberRow.filter(id=row.id).delete()
+    host.numbers.pop(row.id, None)
+    log.info("number %s deleted over the API by %s", row.id, request.scope["user"].username)
+    return Response(status_code=204)
+
+
+async def number_qrcode(request: Request) -> Response:
+    """WPPConnect pairing: no provider hook offers the QR code to the core yet, so 404 for now."""
+    require(request, ADMIN)
+    row = await _row(request.path_params["number_id"])
+    raise ApiError(404, "no_qrcode", f"provider {row.provider!r} offers no pairing QR code through the API")
