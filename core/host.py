@@ -157,7 +157,7 @@ class Host:
         result = await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
         refreshed = await Message.get(id=message_id)
         if result.statuses_applied:
-            await self.events.message_status([refreshed])
+            self.events.wake()
         return refreshed
 
     async def set_number_state(self, number_id: str, state: str, detail: str | None = None) -> None:

@@ -12,6 +12,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError, ValidationError
 from tortoise.transactions import in_transaction
 
+from core import events
 from core.queue import WorkQueue
 from core.storage.models import Contact, Conversation, Message, StatusEvent
 from core.storage.sql import query, to_json
@@ -127,6 +128,7 @@ async def _store_message(
         return
     message_id = inserted[0]["id"]
     await queue.enqueue(connection, "inbound", {"message_id": message_id}, ordering_key=inbound_key(conversation_id))
+    await events.record(connection, events.message_created(message_id, conversation_id))
     result.stored.append(message_id)
 
 
@@ -210,6 +212,7 @@ async def apply_status(
             {"message_id": message.id, "event_id": event.id},
             ordering_key=inbound_key(message.conversation_id),
         )
+        await events.record(connection, [events.message_status(message.id)])
         result.statuses_applied += 1
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from tortoise.transactions import in_transaction
 
+from core import events
 from core.intake import inbound_key
 from core.storage.models import Conversation
 from core.types import ConversationState, Owner
@@ -41,8 +42,9 @@ async def transfer(host: Host, conversation_id: int, to: Owner, reason: str | No
             {"conversation_id": conversation_id, "to": to.value, "reason": reason, "by": by, "transfer_id": uuid.uuid4().hex},
             ordering_key=inbound_key(conversation_id),
         )
+        await events.record(connection, [events.conversation_updated(conversation_id)])
     host.queue.wake()
-    await host.events.conversation_updated(conversation_id)
+    host.events.wake()
     log.info("conversation %s transferred to %s by %s%s", conversation_id, to.value, by or "-", f" ({reason})" if reason else "")
     return True
 

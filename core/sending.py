@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from core import events
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
 from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, Owner, ProviderError, Template
@@ -53,7 +54,7 @@ async def enqueue_outbound(
     except IntegrityError:  # the same dedupe_key committed concurrently
         return await Message.get(conversation_id=conversation.id, dedupe_key=dedupe_key)
     host.queue.wake()
-    await host.events.messages_created([message.id])
+    host.events.wake()
     log.info("queued outbound message %s on %s", message.id, number.id)
     return message
 
@@ -79,6 +80,7 @@ async def _store_outbound(
             using_db=connection,
         )
         await host.queue.enqueue(connection, "send", {"message_id": message.id}, ordering_key=outbound_key(conversation.id))
+        await events.record(connection, events.message_created(message.id, conversation.id))
     return message
 
 
@@ -140,8 +142,9 @@ async def deliver(host: Host, message_id: int) -> None:
             await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
                                      ordering_key=inbound_key(conversation.id))
         await _apply_early_statuses(host, connection, message, number.provider, result.external_id)
+        await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
-    await host.events.message_status_of([message.id])
+    host.events.wake()
     log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
 
 
@@ -168,7 +171,7 @@ async def mark_failed(host: Host, message: Message, code: str | None, text: str)
         if moved:
             await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
                                      ordering_key=inbound_key(message.conversation_id))
+            await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
-    if moved:
-        await host.events.message_status_of([message.id])
+    host.events.wake()
     log.warning("message %s failed: %s %s", message.id, code or "", text)

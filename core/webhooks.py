@@ -17,9 +17,8 @@ from tortoise.exceptions import ValidationError
 
 from core.dispatch import Provider
 from core.host import Host
-from core.intake import IntakeResult, record_webhook
-from core.storage.models import Message
-from core.types import MalformedWebhook, ParsedWebhook, WebhookRequest, WebhookRoute
+from core.intake import record_webhook
+from core.types import MalformedWebhook, WebhookRequest, WebhookRoute
 
 log = logging.getLogger("hookline.webhook")
 
@@ -116,25 +115,13 @@ class WebhookEndpoint:
         except Exception as exc:
             log.error("webhook %s refused 503: storage unavailable: %s: %s", name, type(exc).__name__, exc)
             return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
-        await self._publish(name, parsed, result)
+        if result.stored or result.statuses_applied:
+            self.host.events.wake()  # the events were written with the rows they describe
         log.info(
             "webhook %s accepted: %d stored, %d duplicate, %d status(es) applied of %d",
             name, len(result.stored), result.duplicates, result.statuses_applied, result.statuses_kept,
         )
         return self.provider.acknowledge(webhook, parsed)
-
-    async def _publish(self, name: str, parsed: ParsedWebhook, result: IntakeResult) -> None:
-        """Live events for what the committed transaction stored (never fails the request)."""
-        events = self.host.events
-        await events.messages_created(result.stored)
-        if result.statuses_applied:
-            ids = [update.external_id for update in parsed.statuses]
-            try:
-                moved = await Message.filter(provider=name, external_id__in=ids)
-            except Exception as exc:
-                log.warning("live status events not built: %s", type(exc).__name__)
-                return
-            await events.message_status(moved)
 
 
 def _refuse(status: int, provider: str, reason: str) -> Response:

@@ -38,11 +38,11 @@ async def events(request: Request) -> Response:
             yield "retry: 2000\n\n"
             while True:
                 waiter.clear()
-                rows = await bus.after(last)
+                rows, read_up_to = await bus.after(last)
                 for row in rows:
-                    last = row.id
                     yield f"id: {row.id}\nevent: {row.kind}\ndata: {json.dumps(row.data, separators=(',', ':'))}\n\n"
-                if rows:
+                if read_up_to != last:
+                    last = read_up_to
                     idle = 0.0
                     continue
                 if await request.is_disconnected():
