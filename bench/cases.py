@@ -1,22 +1,38 @@
 """The cases: what each one starts, what it loads, and whether its numbers can be trusted.
 
-Every case gets the same wrk settings and the same request stream (bench/post.lua over the signed
-request file): a warm-up on lines [0, warm_end) whose numbers are kept but not compared, then
-the measured run on lines [warm_end, end). Only the hookline cases store anything; they are
-checked afterwards against the database: each 2xx answer must have stored a new message.
+Every case gets the same wrk settings and a request stream through bench/post.lua over a signed
+request file (one per request builder, bench/signed_requests.py): a warm-up on lines
+[0, warm_end) whose numbers are kept but not compared, then the measured run on lines
+[warm_end, end). The ceiling gets the Twilio file. Only the hookline cases store anything; they
+are checked afterwards against the database: each 2xx answer must have stored all of its
+request's new messages.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, hookline_config, servers, signed_requests, storage, wrk
+from bench import cpu, hookline_config, servers, storage, wrk
+from bench.signed_requests import RequestBuilder
 
-WEBHOOK_PATH = "/webhooks/whatsapp/twilio"
+
+@dataclass
+class RequestFile:
+    """One builder's signed requests, written before any server starts."""
+
+    builder: RequestBuilder
+    path: Path
+    warm_end: int  # requests [0, warm_end) are the warm-up's
+    end: int  # requests [warm_end, end) the measured run's
+
+    def stream(self, measured: bool) -> wrk.Stream:
+        first, end = (self.warm_end, self.end) if measured else (0, self.warm_end)
+        return wrk.Stream(self.path, first, end, self.builder.content_type, self.builder.signature_header)
 
 
 @dataclass
@@ -24,15 +40,11 @@ class Load:
     """What every case shares in one run."""
 
     wrk_binary: str
-    requests_file: Path
-    nonce: str
-    warm_end: int
-    end: int
     duration: float
     warmup: float
     workdir: Path
-    hookline_port: int  # the port the request file was signed for
-    auth_token: str
+    hookline_port: int  # the port the request files were signed for
+    files: dict[str, RequestFile]  # by builder key (`twilio`, `meta1`, `meta10`)
 
 
 @dataclass
@@ -41,6 +53,7 @@ class CaseResult:
     measures: str
     status: str = "ok"  # ok, failed, skipped
     reasons: list[str] = field(default_factory=list)
+    batch: int = 1  # messages per request: messages/s = req/s × batch
     wrk: dict[str, Any] | None = None
     warmup: dict[str, Any] | None = None
     stored_messages: int | None = None  # new messages from the measured slice, counted after stop
@@ -64,11 +77,17 @@ def _summary(result: wrk.WrkResult) -> dict[str, Any]:
     return data
 
 
+def _ok_answers(result: wrk.WrkResult) -> int:
+    return sum(n for code, n in result.statuses.items() if 200 <= code < 300)
+
+
 def _check_http(case: CaseResult, label: str, result: wrk.WrkResult) -> None:
     """Any answer but 2xx, or any socket error, fails the case: its throughput is not the path's."""
-    if result.non_2xx:
+    # wrk counts statuses >= 400 only; post.lua counts every code, so a 3xx fails the case too.
+    refused = max(result.non_2xx, sum(result.statuses.values()) - _ok_answers(result))
+    if refused:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(result.statuses.items()) if not 200 <= code < 300)
-        case.fail(f"{label}: {result.non_2xx} non-2xx responses ({codes})")
+        case.fail(f"{label}: {refused} non-2xx responses ({codes})")
     errors = {name: n for name, n in result.socket_errors.items() if n}
     if errors:
         case.fail(f"{label}: socket errors {errors}")
@@ -94,15 +113,19 @@ def _log_problems(log: Path, limit: int = 5) -> list[str]:
 
 
 def _load(
-    case: CaseResult, load: Load, server: servers.Running, extra_pids: Callable[[], list[int]] = lambda: []
+    case: CaseResult,
+    load: Load,
+    server: servers.Running,
+    requests: RequestFile,
+    extra_pids: Callable[[], list[int]] = lambda: [],
 ) -> wrk.WrkResult:
-    url = server.url + WEBHOOK_PATH
-    warm = wrk.run(load.wrk_binary, url, load.warmup, load.requests_file, 0, load.warm_end)
+    url = server.url + requests.builder.path
+    warm = wrk.run(load.wrk_binary, url, load.warmup, requests.stream(measured=False))
     case.warmup = _summary(warm)
     _check_http(case, "warm-up", warm)
     window = cpu.Window([server.pid, *extra_pids()])
     window.start()
-    measured = wrk.run(load.wrk_binary, url, load.duration, load.requests_file, load.warm_end, load.end)
+    measured = wrk.run(load.wrk_binary, url, load.duration, requests.stream(measured=True))
     usage = window.stop()
     case.wrk = _summary(measured)
     case.cpu = asdict(usage)
@@ -115,61 +138,86 @@ def _load(
     return measured
 
 
+# --------------------------------------------------------------------------- the ceiling
+
+#: The request file the ceiling is loaded with.
+CEILING_FILE = "twilio"
+
+
 def ceiling(load: Load) -> CaseResult:
     case = CaseResult("ceiling: bare Starlette POST", "uvicorn + Starlette, read body, constant TwiML; no verify, no storage")
     port = servers.free_port()
     log = load.workdir / "ceiling.log"
     with servers.serving(servers.ceiling_command(port), port, log, servers.REPO) as server:
-        _load(case, load, server)
+        _load(case, load, server, load.files[CEILING_FILE])
     case.server_log_problems = _log_problems(log)
     return case
+
+
+# --------------------------------------------------------------------------- hookline
 
 
 def _hookline(
     load: Load,
     case: CaseResult,
+    requests: RequestFile,
     home: Path,
     database_url: str,
-    count: Callable[[str, str], storage.Stored],
+    count: Callable[[str, str, str], storage.Stored],
     migrate_first: bool,
     extra_pids: Callable[[], list[int]] = lambda: [],
 ) -> CaseResult:
+    builder = requests.builder
     home.mkdir(parents=True, exist_ok=True)
     config = home / "hookline.toml"
-    hookline_config.write(config, load.hookline_port, load.auth_token, database_url)
+    hookline_config.write(config, load.hookline_port, database_url, builder)
     log = home / "server.log"
     if migrate_first:
         servers.run_once([str(servers.BIN / "hookline"), "migrate", "--config", str(config)], cwd=home)
     try:
         with servers.serving(servers.hookline_command(config, load.hookline_port), load.hookline_port, log, home) as server:
-            measured = _load(case, load, server, extra_pids)
-        stored = count(signed_requests.sid_of(load.nonce, load.warm_end), signed_requests.sid_of(load.nonce, load.end))
+            measured = _load(case, load, server, requests, extra_pids)
+        stored = count(builder.provider, *builder.ids_of(requests.warm_end, requests.end))
     finally:
         case.server_log_problems = _log_problems(log)
     case.stored_messages, case.messages_total, case.jobs_left = stored.messages, stored.messages_total, stored.jobs_left
-    ok = sum(n for code, n in measured.statuses.items() if 200 <= code < 300)
+    ok = _ok_answers(measured) * builder.batch
     if measured.wraps:
         case.fail(f"the request file ran out ({measured.wraps} wrap(s)): some requests repeated; use --requests")
     if stored.messages < ok:
-        case.fail(f"{ok} answers were 2xx but only {stored.messages} new messages were stored")
-    if stored.messages > measured.sent:
-        case.fail(f"{stored.messages} messages stored from {measured.sent} requests built: the count is wrong")
+        case.fail(f"{_ok_answers(measured)} answers were 2xx ({ok} messages) but only {stored.messages} new messages were stored")
+    if stored.messages > measured.sent * builder.batch:
+        case.fail(f"{stored.messages} messages stored from {measured.sent} requests built "
+                  f"({measured.sent * builder.batch} messages): the count is wrong")
     return case
 
 
-def hookline_sqlite(load: Load) -> CaseResult:
-    case = CaseResult(
-        "twilio inbound: SQLite",
-        "hookline serve: signature check, parse, store a new message + enqueue its job in one transaction, TwiML ack",
+_MEASURES = "hookline serve: {proof} check, parse, store {what} + enqueue {jobs} in one transaction, {ack}"
+
+
+def _measures(builder: RequestBuilder) -> str:
+    what = "a new message" if builder.batch == 1 else f"{builder.batch} new messages"
+    return _MEASURES.format(
+        proof="signature" if builder.signature_header else "proof",
+        what=what,
+        jobs="its job" if builder.batch == 1 else "their jobs",
+        ack="TwiML ack" if builder.provider == "twilio" else "200 ack",
     )
-    home = load.workdir / "sqlite"
+
+
+def sqlite(load: Load, key: str, name: str) -> CaseResult:
+    requests = load.files[key]
+    case = CaseResult(name, _measures(requests.builder), batch=requests.builder.batch)
+    home = load.workdir / f"{key}-sqlite"
     database = home / "hookline.sqlite3"
-    count = lambda first, end: storage.count_sqlite(str(database), first, end)  # noqa: E731
-    return _hookline(load, case, home, f"sqlite://{database}", count, migrate_first=False)
+    count = lambda provider, first, end: storage.count_sqlite(str(database), provider, first, end)  # noqa: E731
+    return _hookline(load, case, requests, home, f"sqlite://{database}", count, migrate_first=False)
 
 
-def hookline_postgres(load: Load) -> CaseResult:
-    case = CaseResult("twilio inbound: PostgreSQL", "the same on a throwaway PostgreSQL database (hookline migrate, then serve)")
+def postgres(load: Load, key: str, name: str) -> CaseResult:
+    requests = load.files[key]
+    case = CaseResult(name, "the same on a throwaway PostgreSQL database (hookline migrate, then serve)",
+                      batch=requests.builder.batch)
     try:
         url = storage.create_postgres_database()
     except Exception as exc:  # noqa: BLE001 - whatever makes the server unusable skips the case
@@ -178,8 +226,62 @@ def hookline_postgres(load: Load) -> CaseResult:
         case.reasons.append(f"PostgreSQL not usable at {where}: {type(exc).__name__}: {exc}")
         return case
     try:
-        count = lambda first, end: storage.count_postgres(url, first, end)  # noqa: E731
+        count = lambda provider, first, end: storage.count_postgres(url, provider, first, end)  # noqa: E731
         backends = lambda: cpu.postgres_backends(url.rsplit("/", 1)[-1])  # noqa: E731
-        return _hookline(load, case, load.workdir / "postgres", url, count, migrate_first=True, extra_pids=backends)
+        return _hookline(load, case, requests, load.workdir / f"{key}-postgres", url, count, migrate_first=True,
+                         extra_pids=backends)
     finally:
         storage.drop_postgres_database(url)
+
+
+# --------------------------------------------------------------------------- the plan
+
+#: The request files of a full run: (builder, messages per request), in table order.
+SHAPES: list[tuple[str, int]] = [("twilio", 1), ("meta", 1), ("meta", 10)]
+DATABASES = {"sqlite": ("SQLite", sqlite), "postgres": ("PostgreSQL", postgres)}
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str  # `ceiling`, `twilio-sqlite`, `meta10-postgres`: what --cases matches
+    name: str  # the table's name for it
+    file: str  # the request file it loads (a builder key)
+    run: Callable[[Load], CaseResult]
+    database: str | None = None
+
+    def skipped(self, reason: str) -> CaseResult:
+        return CaseResult(self.name, "", status="skipped", reasons=[reason])
+
+
+def all_cases(builders: dict[str, RequestBuilder]) -> list[Case]:
+    """Every case, in the order they run and are reported: the ceiling, then per provider (in
+    SHAPES order) its builders on SQLite, then on PostgreSQL: twilio-sqlite, twilio-postgres,
+    meta1-sqlite, meta10-sqlite, meta1-postgres, meta10-postgres."""
+    cases = [Case("ceiling", "ceiling: bare Starlette POST", CEILING_FILE, ceiling)]
+    providers = dict.fromkeys(builder.provider for builder in builders.values())
+    for provider in providers:
+        for database, (label, run) in DATABASES.items():
+            for key, builder in builders.items():
+                if builder.provider != provider:
+                    continue
+                name = f"{builder.label}: {label}"
+                cases.append(Case(f"{key}-{database}", name, key,
+                                  lambda load, key=key, name=name, run=run: run(load, key, name), database))
+    return cases
+
+
+def select(cases: list[Case], patterns: list[str]) -> list[Case]:
+    """The ceiling (the ratios need it) and the cases any pattern names: a key (`meta10-sqlite`),
+    a part of one (`meta10`, `sqlite`, `twilio`; `meta` means both Meta batches), or a glob
+    (`meta*-postgres`). Raises ValueError for a pattern that names nothing."""
+    chosen = {"ceiling"}
+    for pattern in patterns:
+        matched = {
+            case.key for case in cases
+            if fnmatch.fnmatch(case.key, pattern) or pattern in case.key.split("-")
+            or (pattern.isalpha() and case.key.split("-")[0].rstrip("0123456789") == pattern)
+        }
+        if not matched:
+            raise ValueError(f"--cases: {pattern!r} names no case (cases: {', '.join(case.key for case in cases)})")
+        chosen |= matched
+    return [case for case in cases if case.key in chosen]

@@ -2,7 +2,8 @@
 
 It receives the same requests as hookline's Twilio route (same path, same bodies), reads the body
 and answers the same empty TwiML, with no verification, parsing or storage. Everything hookline
-does beyond that is what its ratio to this case measures.
+does beyond that is what its ratio to this case measures; the Meta cases are compared with it too
+(their bodies, posted here, give the same rate within the noise).
 
     uvicorn bench.ceiling_app:app
 """

@@ -1,10 +1,13 @@
 -- Sends pre-signed webhooks from a file, each line at most once, and counts the status codes.
 --
 -- wrk ... -s bench/post.lua URL -- <file> <first line> <end line, exclusive> <threads>
--- Lines are "<signature>\t<body>" (bench/signed_requests.py). Thread k of n reads its own
+--                                   <content type> [<signature header>]
+-- Lines are "<signature>\t<body>" (bench/signed_requests.py); the signature goes in the named
+-- header (none when no header is given: a provider whose proof is in the URL). The content type
+-- and header come from the provider's request builder. Thread k of n reads its own
 -- contiguous share of [first, end), so no two threads send the same line. A thread that runs out
 -- starts its share again and counts a wrap: the harness then knows some requests repeated.
--- Reading line by line keeps memory flat (the whole file is ~200 MB).
+-- Reading line by line keeps memory flat (a file is 100-200 MB).
 
 local threads = {}
 local created = 0
@@ -18,6 +21,7 @@ end
 local file, start_offset, quota
 local used = 0
 local headers = {}
+local signature_header
 -- Globals, not locals: done() reads them from each thread through thread:get.
 sent, wraps, statuses = 0, 0, {}
 
@@ -32,7 +36,10 @@ function init(args)
    end
    start_offset = file:seek("cur")
    headers["Host"] = wrk.headers["Host"]
-   headers["Content-Type"] = "application/x-www-form-urlencoded"
+   headers["Content-Type"] = assert(args[5], "no content type given")
+   if args[6] ~= nil and args[6] ~= "" then
+      signature_header = args[6]
+   end
 end
 
 function request()
@@ -45,7 +52,9 @@ function request()
    used = used + 1
    sent = sent + 1
    local tab = string.find(line, "\t", 1, true)
-   headers["X-Twilio-Signature"] = string.sub(line, 1, tab - 1)
+   if signature_header then
+      headers[signature_header] = string.sub(line, 1, tab - 1)
+   end
    return wrk.format("POST", nil, headers, string.sub(line, tab + 1))
 end
 

@@ -1,9 +1,10 @@
-"""`make bench`: measure the ceiling and hookline's Twilio inbound path in one run, and report.
+"""`make bench`: measure the ceiling and hookline's inbound paths (Twilio, Meta ×1 and ×10) in one run, and report.
 
-Order: make sure wrk exists, sign the request file for hookline's port, then run the cases one
-after another (never two servers at once: they would share the 2 cores with each other as well as
-with wrk), print the table and write bench/results/<UTC time>.json and .md. Every server is
-stopped when its case ends, whatever happened; SIGTERM/SIGINT unwind the same way.
+Order: make sure wrk exists, sign one request file per request builder (bench/signed_requests.py)
+for hookline's port, then run the cases one after another (never two servers at once: they would
+share the 2 cores with each other as well as with wrk), print the table and write
+bench/results/<UTC time>.json and .md. Every server is stopped when its case ends, whatever
+happened; SIGTERM/SIGINT unwind the same way.
 """
 
 from __future__ import annotations
@@ -23,14 +24,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from bench import cases, cpu, report, servers, signed_requests, wrk  # noqa: E402
 
+#: Requests per file for one-message requests; a batch-of-n file gets 1/n as many (as many messages).
+DEFAULT_REQUESTS = 300_000
+
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per case (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each case (default 2)")
-    parser.add_argument("--requests", type=int, default=300_000, help="signed requests to pre-generate (default 300000)")
+    parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS,
+                        help=f"signed requests to pre-generate per request file (default {DEFAULT_REQUESTS}); "
+                             "a batch-of-10 file gets a tenth as many, so the same number of messages")
     parser.add_argument("--senders", type=int, default=1000, help="distinct customer phones they come from (default 1000)")
-    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL case")
+    parser.add_argument("--cases", action="append", default=[], metavar="PATTERN[,PATTERN…]",
+                        help="run only these cases (and the ceiling): keys such as twilio-sqlite, meta10-postgres, "
+                             "a part (meta, meta1, meta10, twilio, sqlite, postgres) or a glob; default: all")
+    parser.add_argument("--mixed-senders", action="store_true",
+                        help="each message from a random sender (batches overlap in any order) instead of "
+                             "consecutive senders; see docs/performance.md")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL cases")
     parser.add_argument("--no-save", action="store_true", help="print only; write nothing to bench/results/")
     return parser.parse_args()
 
@@ -42,6 +54,19 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     args = _arguments()
     signal.signal(signal.SIGTERM, _stop_on_signal)
+    nonce, secret, port = signed_requests.new_nonce(), secrets.token_hex(16), servers.free_port()
+    builders = {}
+    for name, batch in cases.SHAPES:
+        builder = signed_requests.BUILDERS[name](
+            batch=batch, secret=secret, nonce=nonce, senders=args.senders, public_url=f"http://127.0.0.1:{port}",
+            mixed_senders=args.mixed_senders)
+        builders[builder.key] = builder
+    patterns = [pattern.strip() for value in args.cases for pattern in value.split(",") if pattern.strip()]
+    try:
+        plan = cases.select(cases.all_cases(builders), patterns) if patterns else cases.all_cases(builders)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     try:
         binary = wrk.ensure_wrk()
     except wrk.WrkMissing as exc:
@@ -52,39 +77,46 @@ def main() -> int:
     if busy > cpu.DISTURBED_CORES:
         print(f"bench: warning: {busy:.2f} of {os.cpu_count()} cores are busy before the bench starts; "
               "cases measured while that lasts are marked disturbed", flush=True)
+    running = [case for case in plan if not (args.no_postgres and case.database == "postgres")]
+    results: list[cases.CaseResult] = []
+    request_files: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
         workdir = Path(tmp)
+        files = {}
+        for key in dict.fromkeys(case.file for case in running):
+            builder = builders[key]
+            count = max(20, args.requests // builder.batch)
+            path = workdir / f"requests-{key}.txt"
+            began = time.monotonic()
+            builder.write(path, count)
+            files[key] = cases.RequestFile(builder, path, warm_end=count // 10, end=count)
+            request_files[key] = {"requests": count, "messages_per_request": builder.batch, "bytes": path.stat().st_size}
+            print(f"bench: signed {count} {builder.label} requests ({path.stat().st_size / 1e6:.0f} MB) "
+                  f"in {time.monotonic() - began:.1f} s", flush=True)
         load = cases.Load(
-            wrk_binary=binary, requests_file=workdir / "requests.txt", nonce=signed_requests.new_nonce(),
-            warm_end=args.requests // 10, end=args.requests, duration=args.duration, warmup=args.warmup,
-            workdir=workdir, hookline_port=servers.free_port(), auth_token=secrets.token_hex(16),
+            wrk_binary=binary, duration=args.duration, warmup=args.warmup, workdir=workdir, hookline_port=port,
+            files=files,
         )
-        began = time.monotonic()
-        signed_requests.write(
-            load.requests_file, args.requests, f"http://127.0.0.1:{load.hookline_port}{cases.WEBHOOK_PATH}",
-            load.auth_token, load.nonce, args.senders,
-        )
-        print(f"bench: signed {args.requests} requests in {time.monotonic() - began:.1f} s", flush=True)
-        chosen = [cases.ceiling, cases.hookline_sqlite] + ([] if args.no_postgres else [cases.hookline_postgres])
-        results = []
-        for run_case in chosen:
-            print(f"bench: {run_case.__name__} ({args.warmup:g} s warm-up + {args.duration:g} s)…", flush=True)
+        for case in plan:
+            if case not in running:
+                results.append(case.skipped("--no-postgres"))
+                continue
+            print(f"bench: {case.key} ({args.warmup:g} s warm-up + {args.duration:g} s)…", flush=True)
             try:
-                result = run_case(load)
+                result = case.run(load)
             except KeyboardInterrupt:
                 print("bench: interrupted; servers stopped, nothing written", file=sys.stderr)
                 return 130
             except Exception as exc:  # noqa: BLE001 - one broken case must not hide the others
-                result = cases.CaseResult(run_case.__name__, "", status="failed", reasons=[f"{type(exc).__name__}: {exc}"])
+                result = cases.CaseResult(case.name, "", status="failed", reasons=[f"{type(exc).__name__}: {exc}"])
             results.append(result)
             for reason in result.reasons:
                 print(f"bench:   {result.status}: {reason}", flush=True)
-    if args.no_postgres:
-        results.append(cases.CaseResult("twilio inbound: PostgreSQL", "", status="skipped", reasons=["--no-postgres"]))
     settings = {
         "duration": args.duration, "warmup": args.warmup, "connections": wrk.CONNECTIONS, "threads": wrk.THREADS,
-        "timeout": wrk.TIMEOUT, "requests_generated": args.requests, "senders": args.senders,
-        "cores_busy_before_start": round(busy, 2),
+        "timeout": wrk.TIMEOUT, "requests_generated": args.requests, "request_files": request_files,
+        "senders": args.senders, "mixed_senders": args.mixed_senders, "cases": [case.key for case in plan],
+        "cores_busy_before_start": round(busy, 2), "code": report.code(),
     }
     host = report.machine()
     print()

@@ -23,8 +23,9 @@ DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
 @dataclass
 class Stored:
-    """Rows a case left behind. Each new inbound message enqueues one job and a finished job is
-    deleted, so `messages_total - jobs_left` is how many jobs the server's worker ran."""
+    """Rows a case left behind. Each new inbound message enqueues one job (a batch of ten, ten)
+    and a finished job is deleted, so `messages_total - jobs_left` is how many jobs the server's
+    worker ran."""
 
     messages: int  # from the measured slice of the request file
     messages_total: int  # including the warm-up's
@@ -62,24 +63,25 @@ def drop_postgres_database(url: str) -> None:
     asyncio.run(_execute(postgres_server(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-_MESSAGES = "SELECT count(*) FROM hookline_message WHERE provider = 'twilio' AND external_id >= {0} AND external_id < {1}"
+#: The messages a slice of a request file stored: its builder's provider, ids in [first, end).
+_MESSAGES = "SELECT count(*) FROM hookline_message WHERE provider = {0} AND external_id >= {1} AND external_id < {2}"
 _ALL_MESSAGES = "SELECT count(*) FROM hookline_message"
 _JOBS = "SELECT count(*) FROM hookline_job"
 
 
-def count_sqlite(path: str, first_sid: str, end_sid: str) -> Stored:
+def count_sqlite(path: str, provider: str, first_id: str, end_id: str) -> Stored:
     with closing(sqlite3.connect(path)) as connection:
-        messages = connection.execute(_MESSAGES.format("?", "?"), (first_sid, end_sid)).fetchone()[0]
+        messages = connection.execute(_MESSAGES.format("?", "?", "?"), (provider, first_id, end_id)).fetchone()[0]
         total = connection.execute(_ALL_MESSAGES).fetchone()[0]
         jobs = connection.execute(_JOBS).fetchone()[0]
     return Stored(messages, total, jobs)
 
 
-def count_postgres(url: str, first_sid: str, end_sid: str) -> Stored:
+def count_postgres(url: str, provider: str, first_id: str, end_id: str) -> Stored:
     async def count() -> Stored:
         connection = await asyncpg.connect(_asyncpg_url(url), timeout=3)
         try:
-            messages = await connection.fetchval(_MESSAGES.format("$1", "$2"), first_sid, end_sid)
+            messages = await connection.fetchval(_MESSAGES.format("$1", "$2", "$3"), provider, first_id, end_id)
             total = await connection.fetchval(_ALL_MESSAGES)
             jobs = await connection.fetchval(_JOBS)
         finally:

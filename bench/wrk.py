@@ -48,12 +48,25 @@ def ensure_wrk() -> str:
     return found
 
 
-def command(binary: str, url: str, seconds: float, requests_file: Path, first: int, end: int) -> list[str]:
-    """One bounded wrk run posting lines [first, end) of `requests_file` to `url`."""
+@dataclass(frozen=True)
+class Stream:
+    """What post.lua sends: lines [first, end) of a signed request file, with the content type
+    and the signature header of the provider that file was built for."""
+
+    requests_file: Path
+    first: int
+    end: int
+    content_type: str
+    signature_header: str | None
+
+
+def command(binary: str, url: str, seconds: float, stream: Stream) -> list[str]:
+    """One bounded wrk run posting `stream` to `url`."""
     return [
         binary, f"--threads={THREADS}", f"--connections={CONNECTIONS}", f"--duration={max(1, round(seconds))}s",
         f"--timeout={TIMEOUT}", "--latency", f"--script={LUA_SCRIPT}", url,
-        "--", str(requests_file), str(first), str(end), str(THREADS),
+        "--", str(stream.requests_file), str(stream.first), str(stream.end), str(THREADS),
+        stream.content_type, stream.signature_header or "",
     ]
 
 
@@ -105,10 +118,10 @@ def parse(output: str) -> WrkResult:
     )
 
 
-def run(binary: str, url: str, seconds: float, requests_file: Path, first: int, end: int) -> WrkResult:
+def run(binary: str, url: str, seconds: float, stream: Stream) -> WrkResult:
     """Load `url` for `seconds`; bounded by a hard timeout well past the run's own end."""
     completed = subprocess.run(
-        command(binary, url, seconds, requests_file, first, end),
+        command(binary, url, seconds, stream),
         capture_output=True, text=True, timeout=seconds + 60,
     )
     if completed.returncode != 0:
