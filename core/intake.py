@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from asyncpg.exceptions import TransactionRollbackError
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError, ValidationError
 from tortoise.transactions import in_transaction
@@ -62,15 +63,18 @@ async def record_webhook(
             async with in_transaction() as connection:
                 await lock_provider_ids(connection, provider, (update.external_id for update in parsed.statuses))
                 result = IntakeResult()
-                for message in parsed.messages:
+                # Rows are locked in one global order (number, contact), so two batches that share
+                # customers cannot deadlock; the stable sort keeps each conversation's own order.
+                for message in sorted(parsed.messages, key=lambda m: (m.number_id, m.contact.address)):
                     await _store_message(connection, provider, message, queue, result)
                 for update in parsed.statuses:
                     await apply_status(connection, provider, update, status_map.get(update.raw_status), queue, result)
             if result.stored or result.statuses_applied:
                 queue.wake()
             return result
-        except IntegrityError:
-            # A concurrent delivery of the same webhook committed first; the next try sees its rows.
+        except (IntegrityError, TransactionRollbackError):
+            # A concurrent delivery of the same webhook committed first (the next try sees its
+            # rows), or PostgreSQL chose this transaction as a deadlock or serialisation victim.
             if attempt == _RACE_RETRIES - 1:
                 raise
     raise AssertionError("unreachable")

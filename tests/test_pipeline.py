@@ -180,3 +180,21 @@ async def test_a_route_may_accept_more_than_the_server_limit(tmp_path, database_
         path = "/webhooks/whatsapp/variant"
         assert (await post_signed(client, inbound_body(("big", "+1555", "x" * 4096)), path=path)).status_code == 200
         assert (await post_signed(client, inbound_body(("huge", "+1555", "x" * 9000)), path=path)).status_code == 413
+
+
+async def test_concurrent_batches_sharing_customers_do_not_deadlock(tmp_path, database_url):
+    """Batches whose messages name the same customers in different orders (Meta batches mix
+    senders) all store: rows are locked in one order, and a deadlock victim would be retried."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    senders = [f"+1555000{i:04d}" for i in range(6)]
+    async with started(runtime) as client:
+        bodies = []
+        for batch in range(24):
+            order = senders[batch % 6:] + senders[:batch % 6]
+            if batch % 2:
+                order.reverse()
+            bodies.append(inbound_body(*[(f"b{batch}-{i}", sender, "hi") for i, sender in enumerate(order)]))
+        responses = await asyncio.gather(*(post_signed(client, body) for body in bodies))
+        assert [r.status_code for r in responses] == [200] * 24
+        assert await Message.all().count() == 24 * 6
+        assert await Conversation.all().count() == 6
