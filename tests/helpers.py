@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from core import hookimpl
 from core.app import create_app
 from core.runtime import Runtime, build_runtime
 from tests import recording_provider
@@ -116,3 +117,19 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+class Inbox:
+    """A workflow plugin that records what it is told: inbound messages and applied statuses."""
+
+    def __init__(self) -> None:
+        self.inbound: list[Any] = []
+        self.statuses: list[str] = []
+
+    @hookimpl
+    async def on_inbound_message(self, message: Any) -> None:
+        self.inbound.append(message)
+
+    @hookimpl
+    async def on_status_update(self, event: Any) -> None:
+        self.statuses.append(event.status.value)

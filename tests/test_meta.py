@@ -18,7 +18,7 @@ from core import Interactive, Media, Template, hookimpl
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.meta.signature import sign
 from tests.fake_meta import FakeMeta, StoredMedia, running_fake_meta
-from tests.helpers import eventually, runtime_for, started, write_config
+from tests.helpers import Inbox, eventually, runtime_for, started, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -46,19 +46,6 @@ def number(api: str, id: str = "m1", pnid: str = PNID, *, token: str = TOKEN, se
         "phone_number_id": pnid, "access_token": token, "app_secret": secret, "verify_token": verify, "api_base_url": api,
     }}
 
-
-class Inbox:
-    def __init__(self) -> None:
-        self.inbound: list[Message] = []
-        self.statuses: list[str] = []
-
-    @hookimpl
-    async def on_inbound_message(self, message):
-        self.inbound.append(message)
-
-    @hookimpl
-    async def on_status_update(self, message):
-        self.statuses.append(message.status.value)
 
 
 def meta_runtime(tmp_path: Path, database_url: str, fake: FakeMeta | None, inbox: Inbox | None = None,

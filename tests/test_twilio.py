@@ -13,7 +13,7 @@ from core import Media, Template, hookimpl
 from core.storage.models import Message, StatusEvent
 from plugins.twilio.signature import expected_signature
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.helpers import eventually, runtime_for, started, write_config
+from tests.helpers import Inbox, eventually, runtime_for, started, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -49,19 +49,6 @@ def number(api_url: str, *, phone: str = "+14155238886", service: str | None = N
         settings["messaging_service_sid"] = service
     return {"id": id, "provider": "twilio", "phone": phone, "settings": settings}
 
-
-class Inbox:
-    def __init__(self) -> None:
-        self.inbound: list[Message] = []
-        self.statuses: list[str] = []
-
-    @hookimpl
-    async def on_inbound_message(self, message):
-        self.inbound.append(message)
-
-    @hookimpl
-    async def on_status_update(self, message):
-        self.statuses.append(message.status.value)
 
 
 def twilio_runtime(tmp_path: Path, database_url: str, fake: FakeTwilio | None, inbox: Inbox, numbers: list[dict] | None = None):

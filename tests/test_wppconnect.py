@@ -29,7 +29,7 @@ from core.plugins import PluginError
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.wppconnect import commands
 from tests.fake_wppconnect import FakeWppconnect, running_fake_wppconnect, text_message
-from tests.helpers import eventually, runtime_for, started, write_config
+from tests.helpers import Inbox, eventually, runtime_for, started, write_config
 from tests.test_process import hookline
 
 pytestmark = pytest.mark.anyio
@@ -47,19 +47,6 @@ def number(server_url: str, id: str = "wpp", session: str = "acme", **settings) 
     return {"id": id, "provider": "wppconnect", "phone": "+5511900000009",
             "settings": {"server_url": server_url, "session": session, "secret_key": SECRET_KEY, **settings}}
 
-
-class Inbox:
-    def __init__(self) -> None:
-        self.inbound: list[Message] = []
-        self.statuses: list[str] = []
-
-    @hookimpl
-    async def on_inbound_message(self, message):
-        self.inbound.append(message)
-
-    @hookimpl
-    async def on_status_update(self, event):
-        self.statuses.append(event.status.value)
 
 
 def wpp_config(tmp_path: Path, database_url: str, numbers: list[dict], *, workflow: bool = True,
