@@ -20,6 +20,7 @@ carries messages ``i * batch`` to ``i * batch + batch - 1``.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import random
 import secrets
 import time
@@ -53,7 +54,7 @@ def sender_digits(index: int, senders: int, mixed: bool = False) -> str:
     return f"1555{index % senders:07d}"
 
 
-class RequestBuilder:
+class RequestBuilder(ABC):
     """One provider's inbound webhook, as the bench sends it. Subclasses set the class attributes
     and write `number_toml`, `message_id` and `request`."""
 
@@ -92,16 +93,19 @@ class RequestBuilder:
         """The digits of message `index`'s sender."""
         return sender_digits(index, self.senders, self.mixed_senders)
 
+    @abstractmethod
     def message_id(self, index: int) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def request(self, index: int) -> tuple[str, str]:
         """(signature header value, body) of request `index`."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def number_toml(self) -> str:
         """`[plugins]` and the `[[numbers]]` table(s) that accept these requests."""
-        raise NotImplementedError
+        ...
 
     def ids_of(self, first_request: int, end_request: int) -> tuple[str, str]:
         """[first, end) message ids carried by requests [first_request, end_request)."""
