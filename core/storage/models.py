@@ -66,6 +66,8 @@ class Conversation(Model):
     owner = fields.CharEnumField(Owner, default=Owner.HUMAN, max_length=16)
     state = fields.CharEnumField(ConversationState, default=ConversationState.OPEN, max_length=16)
     last_message_at = fields.DatetimeField(null=True)
+    # The newest message an agent has seen in the console: inbound messages after it are unread.
+    last_read_message_id = fields.BigIntField(default=0)
     # Per-plugin state that must survive restarts (a bot flow's step), keyed by plugin name.
     plugin_state = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
