@@ -22,6 +22,7 @@ from core.types import (
     Media,
     Number,
     OutboundMessage,
+    PairingCode,
     ParsedWebhook,
     SendResult,
     SimulatedWebhook,
@@ -101,6 +102,9 @@ class Provider:
 
     async def download_media(self, host: Host, number: Number, media: Media) -> tuple[bytes, str | None]:
         return await self._acall("provider_download_media", host=host, number=number, media=media)
+
+    async def pairing_qr(self, host: Host, number: Number) -> PairingCode:
+        return await self._acall("provider_pairing_qr", host=host, number=number)
 
     async def simulate_webhook(self, host: Host, number: Number, sender: str, text: str, public_url: str) -> SimulatedWebhook:
         return await self._acall(

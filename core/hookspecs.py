@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Media,
         Number,
         OutboundMessage,
+        PairingCode,
         ParsedWebhook,
         SendResult,
         SimulatedWebhook,
@@ -184,6 +185,18 @@ async def provider_download_media(host: Host, number: Number, media: Media) -> t
     Return the bytes and their content type. Fetch only from the provider's own hosts, with the
     number's credentials. The core stores the file in its media store before workflows see the
     message; ``ProviderError(retryable=True)`` retries later, other errors are recorded on the item.
+    """
+
+
+@hookspec(firstresult=True)
+async def provider_pairing_qr(host: Host, number: Number) -> PairingCode:
+    """The QR code a person scans to pair the number, for providers paired that way. Async, optional.
+
+    Called for ``GET /api/whatsapp-numbers/{id}/qrcode`` (the console polls it while the number
+    pairs). Return ``PairingCode(png)`` while a code is on offer, else ``PairingCode(None, reason)``
+    in words for the operator (already connected, session starting). Start whatever must run for
+    a code to appear; the number's state changes reach the console through ``host.set_number_state``.
+    ``ProviderError`` answers 502 with its message. Providers without this hook answer 404.
     """
 
 

@@ -97,7 +97,7 @@ _TOUCH_CONVERSATION = (
 )
 _NEW_CONVERSATION = (
     "INSERT INTO hookline_conversation (number_id, contact_id, owner, state, last_message_at, plugin_state,"
-    " created_at, updated_at) VALUES (?, ?, 'human', 'open', ?, '{}', ?, ?) RETURNING id"
+    " last_read_message_id, created_at, updated_at) VALUES (?, ?, 'human', 'open', ?, '{}', 0, ?, ?) RETURNING id"
 )
 _NEW_MESSAGE = (
     "INSERT INTO hookline_message (conversation_id, direction, kind, text, media, data, provider, external_id,"

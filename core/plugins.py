@@ -39,6 +39,7 @@ ASYNC_PROVIDER_HOOKS = (
     "provider_send_interactive",
     "provider_fetch_status",
     "provider_download_media",
+    "provider_pairing_qr",
     "provider_simulate_webhook",
 )
 REQUIRED_PROVIDER_HOOKS = (

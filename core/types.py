@@ -249,6 +249,14 @@ class SimulatedWebhook:
     method: str = "POST"
 
 
+@dataclass(frozen=True, slots=True)
+class PairingCode:
+    """What a number paired by scanning (WPPConnect) shows now: the QR code as PNG, or why none."""
+
+    png: bytes | None
+    reason: str | None = None
+
+
 @dataclass  # not slots: `form` and `query` are parsed once and cached on the instance
 class WebhookRequest:
     """The raw request as the core read it, once. Providers verify and parse from this."""

@@ -358,3 +358,35 @@ async def test_simulate_posts_a_proven_message(tmp_path, database_url):
                                             "--url", base, "--config", config, cwd=tmp_path)
         assert generated.returncode == 0, generated.stderr + generated.stdout
         assert await Message.filter(text="tchau").count() == 1
+
+
+async def test_console_pairing_qr_starts_the_session_then_shows_the_code_until_scanned(tmp_path, database_url):
+    """`GET /api/whatsapp-numbers/{id}/qrcode`, as the console polls it while a number pairs."""
+    from core.auth.tokens import create_token, create_user
+
+    with running_fake_wppconnect(secret_key=SECRET_KEY) as fake:
+        config = wpp_config(tmp_path, database_url, [number(fake.url)], workflow=False, start_sessions=False)
+        runtime = wpp_runtime(config)
+        async with serving(runtime, fake) as base, httpx.AsyncClient(base_url=base) as client:
+            admin = {"Authorization": f"Bearer {await create_token(await create_user('ada', 'pw-pw-pw-pw', 'admin'))}"}
+            agent = {"Authorization": f"Bearer {await create_token(await create_user('alan', 'pw-pw-pw-pw', 'agent'))}"}
+            assert not fake.calls_to("start-session")
+
+            first = await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=admin)
+            assert first.status_code == 409 and first.json()["error"]["code"] == "not_pairing"
+            assert "starting" in first.json()["error"]["message"]
+            assert len(fake.calls_to("start-session")) == 1
+
+            async def code_on_offer() -> bool:
+                answer = await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=admin)
+                return answer.status_code == 200 and answer.content == fake.sessions["acme"].qr
+            await eventually(code_on_offer)
+            shown = await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=admin)
+            assert shown.headers["content-type"] == "image/png" and shown.headers["cache-control"] == "no-store"
+            assert (await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=agent)).status_code == 403
+
+            await fake.scan("acme")
+            await eventually(in_state("CONNECTED"))
+            after = await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=admin)
+            assert after.status_code == 409 and "QRCode is not available" in after.json()["error"]["message"]
+            assert len(fake.calls_to("start-session")) == 1  # a connected session is not restarted

@@ -20,7 +20,7 @@ from core.api.views import MASK, number_json
 from core.host import Host
 from core.numbers import split_settings
 from core.storage.models import Conversation, NumberRow
-from core.types import Number
+from core.types import Number, ProviderError
 
 log = logging.getLogger("hookline.api")
 
@@ -175,7 +175,19 @@ async def delete_number(request: Request) -> Response:
 
 
 async def number_qrcode(request: Request) -> Response:
-    """WPPConnect pairing: no provider hook offers the QR code to the core yet, so 404 for now."""
+    """The pairing QR code (PNG) of a number paired by scanning (WPPConnect); 409 with the reason
+    while there is none to show, 404 for providers that pair otherwise."""
     require(request, ADMIN)
+    host = host_of(request)
     row = await _row(request.path_params["number_id"])
-    raise ApiError(404, "no_qrcode", f"provider {row.provider!r} offers no pairing QR code through the API")
+    number = host.numbers.get(row.id)
+    provider = host.dispatch.providers.get(row.provider)
+    if number is None or provider is None or not provider.implements("provider_pairing_qr"):
+        raise ApiError(404, "no_qrcode", f"provider {row.provider!r} offers no pairing QR code")
+    try:
+        code = await provider.pairing_qr(host, number)
+    except ProviderError as exc:
+        raise ApiError(502, exc.code or "provider_error", exc.message) from None
+    if code.png is None:
+        raise ApiError(409, "not_pairing", code.reason or "no QR code to show now")
+    return Response(code.png, media_type="image/png", headers={"Cache-Control": "no-store"})

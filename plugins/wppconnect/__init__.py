@@ -21,6 +21,7 @@ from core import (
     MalformedWebhook,
     Number,
     OutboundMessage,
+    PairingCode,
     ParsedWebhook,
     ProviderError,
     SendResult,
@@ -166,6 +167,11 @@ async def provider_download_media(host, number: Number, media: Media) -> tuple[b
     if not media.provider_media_id:
         raise ProviderError("WPPConnect media without a message id", code="no_media")
     return await _sessions(host).client.download_media(number, media.provider_media_id)
+
+
+@hookimpl
+async def provider_pairing_qr(host, number: Number) -> PairingCode:
+    return await _sessions(host).pairing_code(number)
 
 
 @hookimpl

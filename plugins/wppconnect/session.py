@@ -18,7 +18,7 @@ import logging
 import secrets
 from typing import Any
 
-from core.types import Number, ProviderError
+from core.types import Number, PairingCode, ProviderError
 from plugins.wppconnect.client import WppClient, settings_of
 from plugins.wppconnect.errors import SESSION_DOWN, UNAUTHORIZED, UNREACHABLE, api_error
 from plugins.wppconnect.parse import (
@@ -158,6 +158,16 @@ class Sessions:
             await self.book.set(number.id, state, _detail(state))
         message = body.get("message")
         return message if isinstance(message, str) else "no QR code to show"
+
+    async def pairing_code(self, number: Number) -> PairingCode:
+        """The QR code to scan; a session that is not running is started, so a code follows."""
+        found = await self.qr(number)
+        if isinstance(found, bytes):
+            return PairingCode(found)
+        if self.book.state(number.id) in (None, CLOSED):
+            await self.start(number)
+            return PairingCode(None, "the session is starting: the QR code follows in a few seconds")
+        return PairingCode(None, found)
 
     async def close(self, number: Number) -> None:
         await self._call(number, "POST", "close-session")
