@@ -28,6 +28,7 @@ from tortoise.transactions import in_transaction
 
 from core.api.views import conversation_json, message_json
 from core.storage.models import Conversation, Event, Message
+from core.inbox import unread_counts
 from core.storage.sql import query, to_json
 
 log = logging.getLogger("hookline.events")
@@ -130,6 +131,7 @@ async def _render(rows: list[Event]) -> list[LiveEvent]:
         {c.id: c for c in await Conversation.filter(id__in=conversation_ids).prefetch_related("contact")}
         if conversation_ids else {}
     )
+    unread = await unread_counts(conversations)
     rendered = []
     for row in rows:
         data: dict[str, Any] | None = row.data
@@ -142,7 +144,7 @@ async def _render(rows: list[Event]) -> list[LiveEvent]:
                     "error_code": message.error_code, "error_text": message.error_text} if message else None
         elif row.kind == CONVERSATION_UPDATED:
             conversation = conversations.get(row.data["conversation_id"])
-            data = {"conversation": conversation_json(conversation, conversation.contact)} if conversation else None
+            data = {"conversation": conversation_json(conversation, conversation.contact, unread[conversation.id])} if conversation else None
         if data is not None:  # what an event names may have been deleted since
             rendered.append(LiveEvent(row.id, row.kind, data))
     return rendered

@@ -190,3 +190,28 @@ async def test_conversations_messages_transfer_and_status(tmp_path, database_url
         assert refreshed.status_code in (200, 409), refreshed.text
     text = "\n".join(bodies) + caplog.text
     assert SECRET not in text
+
+
+async def test_unread_counts_inbound_messages_until_an_agent_reads_the_conversation(tmp_path, database_url):
+    async with api_app(tmp_path, database_url) as api:
+        client, agent = api.client, api.agent
+        assert (await post_signed(client, inbound_body(("u-1", "+15550100777", "hola"), ("u-2", "+15550100777", "¿hay alguien?")))).status_code == 200
+
+        async def listed() -> dict:
+            (item,) = (await client.get("/api/conversations", headers=agent)).json()["items"]
+            return item
+        await eventually(lambda: Message.filter(external_id="u-2").exists())
+        conversation = await listed()
+        assert conversation["unread"] == 2
+
+        url = f"/api/conversations/{conversation['id']}/read"
+        assert (await client.post(url)).status_code == 401
+        read = await client.post(url, headers=agent)
+        assert read.status_code == 200 and read.json()["unread"] == 0
+        assert (await listed())["unread"] == 0
+        assert (await client.post("/api/conversations/999999/read", headers=agent)).status_code == 404
+
+        # Our own replies are never unread; the next inbound message is.
+        assert (await client.post(f"/api/conversations/{conversation['id']}/messages", json={"text": "sí"}, headers=agent)).status_code == 201
+        assert (await post_signed(client, inbound_body(("u-3", "+15550100777", "gracias")))).status_code == 200
+        assert (await listed())["unread"] == 1

@@ -10,6 +10,7 @@ from tortoise.expressions import Q
 from core.api.access import ANYONE, host_of, require
 from core.api.errors import field_error, json_body, not_found, validate
 from core.api.views import conversation_json
+from core.inbox import mark_read, unread_count, unread_counts
 from core.storage.models import Conversation
 from core.types import ConversationState, Owner
 
@@ -61,7 +62,8 @@ async def list_conversations(request: Request) -> Response:
         rows = rows.filter(Q(contact__address__icontains=query.q) | Q(contact__name__icontains=query.q))
     total = await rows.count()
     page = await rows.order_by("-last_message_at", "-id").offset(query.offset).limit(query.limit)
-    return JSONResponse({"items": [conversation_json(c, c.contact) for c in page], "total": total,
+    unread = await unread_counts([c.id for c in page])
+    return JSONResponse({"items": [conversation_json(c, c.contact, unread[c.id]) for c in page], "total": total,
                          "limit": query.limit, "offset": query.offset})
 
 
@@ -73,7 +75,7 @@ async def create_conversation(request: Request) -> Response:
         raise field_error("number_id", f"no active number {body.number_id!r}")
     conversation = await host.conversation_with(body.number_id, body.address, body.name)
     conversation = await conversation_or_404(str(conversation.id))
-    return JSONResponse(conversation_json(conversation, conversation.contact), status_code=201)
+    return JSONResponse(conversation_json(conversation, conversation.contact, await unread_count(conversation.id)), status_code=201)
 
 
 async def transfer_conversation(request: Request) -> Response:
@@ -83,4 +85,14 @@ async def transfer_conversation(request: Request) -> Response:
     body = await json_body(request, Transfer)
     changed = await host.transfer(conversation.id, body.to, reason=body.reason, by=user.username)
     conversation = await conversation_or_404(str(conversation.id))
-    return JSONResponse({"changed": changed, "conversation": conversation_json(conversation, conversation.contact)})
+    return JSONResponse({"changed": changed, "conversation": conversation_json(
+        conversation, conversation.contact, await unread_count(conversation.id))})
+
+
+async def read_conversation(request: Request) -> Response:
+    """Agents have seen everything in the conversation: its unread count becomes 0."""
+    require(request, ANYONE)
+    host = host_of(request)
+    conversation = await conversation_or_404(request.path_params["conversation_id"])
+    await mark_read(conversation.id, host.events)
+    return JSONResponse(conversation_json(conversation, conversation.contact, 0))

@@ -27,6 +27,7 @@ def api_routes(host: Host) -> list[Route]:
         Route("/conversations/{conversation_id}/messages", messages.list_messages, methods=["GET"]),
         Route("/conversations/{conversation_id}/messages", messages.send_message, methods=["POST"]),
         Route("/conversations/{conversation_id}/transfer", conversations.transfer_conversation, methods=["POST"]),
+        Route("/conversations/{conversation_id}/read", conversations.read_conversation, methods=["POST"]),
         Route("/messages/{message_id}", messages.get_message, methods=["GET"]),
         Route("/events", stream.events, methods=["GET"]),
     ]

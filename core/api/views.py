@@ -41,13 +41,14 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     return {"id": contact.id, "address": contact.address, "name": contact.name}
 
 
-def conversation_json(conversation: Conversation, contact: Contact | None = None) -> dict[str, Any]:
+def conversation_json(conversation: Conversation, contact: Contact | None, unread: int) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "number_id": conversation.number_id,
         "contact": contact_json(contact) if contact is not None else {"id": conversation.contact_id},
         "owner": conversation.owner.value,
         "state": conversation.state.value,
+        "unread": unread,
         "last_message_at": _time(conversation.last_message_at),
         "created_at": _time(conversation.created_at),
     }
