@@ -17,6 +17,8 @@ from tortoise.connection import get_connection
 from core.api.errors import EXCEPTION_HANDLERS
 from core.api.routes import api_routes
 from core.auth.middleware import AuthMiddleware
+from core.auth.sessions import LoginLimiter
+from core.console import console_routes
 from core.config import resolve_config_path
 from core.jobs import dead_handlers, job_handlers
 from core.logs import setup_logging
@@ -69,12 +71,14 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
             return JSONResponse({"status": "unavailable", "storage": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready", "storage": "ok"})
 
+    login_limiter = LoginLimiter()  # failed logins of the API and the console count together
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/media/{key}", host.media.endpoint, methods=["GET", "HEAD"]),
         *webhook_routes(host),
-        Mount("/api", routes=api_routes(host)),
+        Mount("/api", routes=api_routes(host, login_limiter)),
+        *console_routes(login_limiter),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(AuthMiddleware)], exception_handlers=EXCEPTION_HANDLERS

@@ -85,12 +85,15 @@ def runtime_for(config: Path, *plugins: Any, **named: Any) -> Runtime:
 
 
 @asynccontextmanager
-async def started(runtime: Runtime, *, run_workers: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and give a client that talks to it in-process."""
+async def started(
+    runtime: Runtime, *, run_workers: bool = True, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and give a client that talks to it in-process (at `base_url`: the
+    config's https `public_url` for a browser-like client, whose Secure cookies then stick)."""
     app = create_app(runtime, run_workers=run_workers)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
 
 

@@ -118,7 +118,12 @@ def _paths(routes, prefix=""):
 
 
 PUBLIC = {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/readyz"), ("HEAD", "/readyz"),
-          ("GET", "/media/{key}"), ("HEAD", "/media/{key}"), ("POST", "/api/auth/login")}
+          ("GET", "/media/{key}"), ("HEAD", "/media/{key}"), ("POST", "/api/auth/login"),
+          ("GET", "/console/login"), ("HEAD", "/console/login"), ("POST", "/console/login")}
+
+
+def _console_page(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD") and (path in ("/", "/console") or path.startswith("/console/"))
 
 
 async def test_every_route_but_health_media_webhooks_and_login_needs_auth(tmp_path):
@@ -135,9 +140,13 @@ async def test_every_route_but_health_media_webhooks_and_login_needs_auth(tmp_pa
             response = await client.request(method, url)
             if (method, path) in PUBLIC or path.startswith("/webhooks/whatsapp/"):
                 assert response.status_code != 401, (method, path)
+            elif _console_page(method, path):  # a browser is sent to the login page, and back after it
+                assert response.status_code == 303, (method, path, response.status_code)
+                assert response.headers["location"].startswith("/console/login?next=%2F"), (method, path)
             else:
                 assert response.status_code == 401, (method, path, response.status_code)
                 if method != "HEAD":
                     assert response.json()["error"]["code"] == "unauthenticated"
+        assert (await client.get("/console/static/console.css")).status_code == 200  # no secrets in there
         assert (await client.get("/no/such/path")).status_code == 401  # fail closed
         assert (await client.get("/api/no-such")).status_code == 401

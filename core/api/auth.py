@@ -12,7 +12,7 @@ from core.api.access import ANYONE, host_of, require
 from core.api.errors import ApiError, json_body
 from core.auth.passwords import DUMMY_HASH, verify_password
 from core.auth.sessions import COOKIE_NAME, SESSION_LIFETIME, LoginLimiter, close_session, open_session
-from core.storage.models import User
+from core.storage.models import User, UserSession
 
 log = logging.getLogger("hookline.auth")
 
@@ -28,28 +28,39 @@ def user_json(user: User) -> dict[str, object]:
     return {"id": user.id, "username": user.username, "role": user.role}
 
 
+async def sign_in(request: Request, limiter: LoginLimiter, username: str, password: str) -> tuple[User, str, UserSession]:
+    """Check a login (rate limited per username and client IP) and open a session; for the API and
+    the console's form alike. Raises ApiError 429 or 401."""
+    ip = request.client.host if request.client else "-"
+    wait = limiter.retry_after(username, ip)
+    if wait > 0:
+        log.warning("login refused for %r from %s: too many failed attempts", username, ip)
+        raise ApiError(429, "rate_limited", "too many failed logins; try again later",
+                       headers={"Retry-After": str(int(wait) + 1)})
+    user = await User.get_or_none(username=username)
+    if not verify_password(user.password_hash if user else DUMMY_HASH, password) or user is None:
+        limiter.failed(username, ip)
+        log.warning("login failed for %r from %s", username, ip)
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    limiter.succeeded(username, ip)
+    token, session = await open_session(user)
+    log.info("user %s logged in from %s", user.username, ip)
+    return user, token, session
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        COOKIE_NAME, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/", httponly=True, samesite="lax",
+        secure=host_of(request).public_url.startswith("https://"),
+    )
+
+
 def login_endpoint(limiter: LoginLimiter):
     async def login(request: Request) -> Response:
         body = await json_body(request, Login)
-        ip = request.client.host if request.client else "-"
-        wait = limiter.retry_after(body.username, ip)
-        if wait > 0:
-            log.warning("login refused for %r from %s: too many failed attempts", body.username, ip)
-            raise ApiError(429, "rate_limited", "too many failed logins; try again later",
-                           headers={"Retry-After": str(int(wait) + 1)})
-        user = await User.get_or_none(username=body.username)
-        if not verify_password(user.password_hash if user else DUMMY_HASH, body.password) or user is None:
-            limiter.failed(body.username, ip)
-            log.warning("login failed for %r from %s", body.username, ip)
-            raise ApiError(401, "bad_credentials", "wrong username or password")
-        limiter.succeeded(body.username, ip)
-        token, session = await open_session(user)
+        user, token, session = await sign_in(request, limiter, body.username, body.password)
         response = JSONResponse({"user": user_json(user), "csrf_token": session.csrf_token})
-        response.set_cookie(
-            COOKIE_NAME, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/", httponly=True, samesite="lax",
-            secure=host_of(request).public_url.startswith("https://"),
-        )
-        log.info("user %s logged in from %s", user.username, ip)
+        set_session_cookie(request, response, token)
         return response
 
     return login

@@ -48,9 +48,8 @@ async def conversation_or_404(conversation_id: str) -> Conversation:
     return conversation
 
 
-async def list_conversations(request: Request) -> Response:
-    require(request, ANYONE)
-    query = validate(ListQuery, dict(request.query_params))
+async def find_conversations(query: ListQuery) -> tuple[int, list[Conversation], dict[int, int]]:
+    """The total that match, the page asked for (newest activity first) and its unread counts."""
     rows = Conversation.all().prefetch_related("contact")
     if query.number_id:
         rows = rows.filter(number_id=query.number_id)
@@ -62,7 +61,13 @@ async def list_conversations(request: Request) -> Response:
         rows = rows.filter(Q(contact__address__icontains=query.q) | Q(contact__name__icontains=query.q))
     total = await rows.count()
     page = await rows.order_by("-last_message_at", "-id").offset(query.offset).limit(query.limit)
-    unread = await unread_counts([c.id for c in page])
+    return total, page, await unread_counts([c.id for c in page])
+
+
+async def list_conversations(request: Request) -> Response:
+    require(request, ANYONE)
+    query = validate(ListQuery, dict(request.query_params))
+    total, page, unread = await find_conversations(query)
     return JSONResponse({"items": [conversation_json(c, c.contact, unread[c.id]) for c in page], "total": total,
                          "limit": query.limit, "offset": query.offset})
 

@@ -11,7 +11,8 @@ from core.api.access import ANYONE, host_of, require
 from core.api.conversations import conversation_or_404
 from core.api.errors import ApiError, field_error, json_body, not_found, validate
 from core.api.views import message_json
-from core.storage.models import Message
+from core.host import Host
+from core.storage.models import Conversation, Message
 from core.types import Media, Owner, ProviderError
 
 
@@ -26,6 +27,20 @@ class NewText(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4096)
+
+
+async def send_upload(host: Host, conversation: Conversation, upload: UploadFile, caption: str | None) -> Message:
+    """An agent's file (and optional caption) into the media store and out to the customer."""
+    limit = host.settings.media.max_bytes
+    data = await upload.read(limit + 1)
+    if not data:
+        raise field_error("file", "empty file")
+    if len(data) > limit:
+        raise field_error("file", f"over the {limit}-byte limit")
+    content_type = upload.content_type or "application/octet-stream"
+    key = host.media.save(data, content_type, upload.filename)
+    media = Media(content_type=content_type, filename=upload.filename, key=key)
+    return await host.send_media(conversation, media, caption or None, sender=Owner.HUMAN.value)
 
 
 async def list_messages(request: Request) -> Response:
@@ -50,22 +65,12 @@ async def send_message(request: Request) -> Response:
     if conversation.number_id not in host.numbers:
         raise ApiError(409, "number_inactive", f"number {conversation.number_id!r} is not active")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        limit = host.settings.media.max_bytes
-        async with request.form(max_files=1, max_fields=10, max_part_size=limit) as form:
+        async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
-            caption = form.get("caption")
             if not isinstance(upload, UploadFile):
                 raise field_error("file", "required (a file part named file)")
-            data = await upload.read(limit + 1)
-            if not data:
-                raise field_error("file", "empty file")
-            if len(data) > limit:
-                raise field_error("file", f"over the {limit}-byte limit")
-            content_type = upload.content_type or "application/octet-stream"
-            key = host.media.save(data, content_type, upload.filename)
-            media = Media(content_type=content_type, filename=upload.filename, key=key)
-        text = caption if isinstance(caption, str) and caption else None
-        message = await host.send_media(conversation, media, text, sender=Owner.HUMAN.value)
+            caption = form.get("caption")
+            message = await send_upload(host, conversation, upload, caption if isinstance(caption, str) else None)
     else:
         body = await json_body(request, NewText)
         message = await host.send_text(conversation, body.text, sender=Owner.HUMAN.value)

@@ -92,15 +92,20 @@ async def list_numbers(request: Request) -> Response:
     return JSONResponse({"items": [number_json(row, host.numbers.get(row.id)) for row in rows]})
 
 
-async def create_number(request: Request) -> Response:
-    require(request, ADMIN)
-    host = host_of(request)
-    body = await json_body(request, NewNumber)
+async def add_number(host: Host, body: NewNumber, by: str) -> NumberRow:
+    """Validate and store a new number, live at once; for the API and the console's form."""
     settings = _validated_settings(host, body.provider, body.settings)
     if body.id in host.numbers:
         raise ApiError(409, "exists", f"a number with id {body.id!r} exists", [{"field": "id", "message": "taken"}])
     row = await _save(host, body.id, body.provider, body.phone, body.display_name, settings, create=True)
-    log.info("number %s (%s) created over the API by %s", row.id, row.provider, request.scope["user"].username)
+    log.info("number %s (%s) created by %s", row.id, row.provider, by)
+    return row
+
+
+async def create_number(request: Request) -> Response:
+    require(request, ADMIN)
+    host = host_of(request)
+    row = await add_number(host, await json_body(request, NewNumber), request.scope["user"].username)
     return JSONResponse(number_json(row, host.numbers.get(row.id)), status_code=201)
 
 

@@ -9,9 +9,10 @@ from core.auth.sessions import LoginLimiter
 from core.host import Host
 
 
-def api_routes(host: Host) -> list[Route]:
+def api_routes(host: Host, limiter: LoginLimiter) -> list[Route]:
+    """`limiter` counts failed logins of the API and the console together."""
     return [
-        Route("/auth/login", auth.login_endpoint(LoginLimiter()), methods=["POST"]),
+        Route("/auth/login", auth.login_endpoint(limiter), methods=["POST"]),
         Route("/auth/logout", auth.logout, methods=["POST"]),
         Route("/auth/me", auth.me, methods=["GET"]),
         Route("/whatsapp-numbers", numbers.list_numbers, methods=["GET"]),

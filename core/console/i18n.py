@@ -1,0 +1,233 @@
+"""The console's words in English and Spanish: a small catalogue, no gettext toolchain.
+
+The language is the `?lang=` of the request (remembered in a cookie), else that cookie, else the
+browser's Accept-Language, else English. A key missing from a language falls back to English, and
+a test checks both languages have the same keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+
+LANG_COOKIE = "hookline_lang"
+DEFAULT = "en"
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "en": {
+        "app.name": "hookline",
+        "nav.main": "Main",
+        "nav.inbox": "Inbox",
+        "nav.numbers": "Numbers",
+        "nav.language": "Language",
+        "nav.logout": "Log out",
+        "nav.signed_in_as": "Signed in as {name} ({role})",
+        "role.admin": "admin",
+        "role.agent": "agent",
+        "login.title": "Sign in",
+        "login.username": "Username",
+        "login.password": "Password",
+        "login.submit": "Sign in",
+        "login.failed": "Wrong username or password.",
+        "login.limited": "Too many failed attempts. Try again in {minutes} minutes.",
+        "login.expired": "The form expired. Please try again.",
+        "numbers.title": "Numbers",
+        "numbers.add": "Add number",
+        "numbers.caption": "WhatsApp numbers and their providers",
+        "numbers.empty": "No numbers yet.",
+        "numbers.id": "Number",
+        "numbers.phone": "Phone",
+        "numbers.provider": "Provider",
+        "numbers.state": "Connection",
+        "numbers.source": "Managed by",
+        "numbers.source.config": "config file",
+        "numbers.source.console": "console",
+        "numbers.state.unknown": "unknown",
+        "numbers.inactive": "inactive: settings unusable",
+        "number.settings": "Settings",
+        "number.webhook": "Webhook URL",
+        "number.webhook_help": "Paste this into the provider's console as the incoming-message webhook.",
+        "number.config_managed": "This number is declared in the config file; change it there.",
+        "number.pairing": "Pair with WhatsApp",
+        "number.pairing_help": "On the phone: WhatsApp → Linked devices → Link a device, then scan this code. It renews every few seconds.",
+        "number.qr_alt": "QR code to scan with WhatsApp",
+        "number.qr_waiting": "Waiting for the QR code…",
+        "number.connected": "Connected.",
+        "number.delete": "Delete number",
+        "number.deleted": "Number deleted.",
+        "new.title": "Add number",
+        "new.id": "Identifier",
+        "new.id_help": "Letters, digits, dot, dash and underscore; used in URLs and the CLI.",
+        "new.phone": "Phone number",
+        "new.phone_help": "In international format, e.g. +5215512345678.",
+        "new.display_name": "Display name",
+        "new.provider": "Provider",
+        "new.show_fields": "Show this provider's fields",
+        "new.provider_settings": "{provider} settings",
+        "new.secret_help": "Stored encrypted; never shown again.",
+        "new.secret_keep": "Leave empty to keep the stored value.",
+        "new.submit": "Add number",
+        "new.optional": "optional",
+        "new.invalid": "Some fields need attention.",
+        "inbox.title": "Inbox",
+        "inbox.search": "Search conversations",
+        "inbox.search_button": "Search",
+        "inbox.filter_owner": "Handled by",
+        "inbox.filter_all": "anyone",
+        "inbox.empty": "No conversations.",
+        "inbox.choose": "Choose a conversation.",
+        "inbox.back": "Conversations",
+        "inbox.unread": "{count} unread",
+        "owner.bot": "Bot",
+        "owner.human": "Agent",
+        "state.closed": "closed",
+        "thread.messages": "Messages",
+        "thread.empty": "No messages yet.",
+        "thread.message": "Message",
+        "thread.attach": "Attach a file",
+        "thread.send": "Send",
+        "thread.transfer_bot": "Transfer to bot",
+        "thread.take_over": "Take over",
+        "thread.owner": "Handled by: {owner}",
+        "thread.failed": "Not delivered: {reason}",
+        "thread.sent_by.bot": "bot",
+        "thread.sent_by.human": "agent",
+        "thread.empty_send": "Write a message or attach a file.",
+        "thread.closed": "Closed",
+        "status.received": "Received",
+        "status.pending": "Sending",
+        "status.queued": "Accepted by the provider",
+        "status.sent": "Sent",
+        "status.failed": "Failed",
+        "status.delivered": "Delivered",
+        "status.read": "Read",
+        "status.played": "Played",
+        "live.connected": "Live updates on.",
+        "live.lost": "Live updates interrupted; reconnecting…",
+        "error.title": "Something went wrong",
+        "error.forbidden": "Your role cannot do this.",
+        "error.not_found": "Not found.",
+        "error.csrf": "The page expired. Reload it and try again.",
+    },
+    "es": {
+        "app.name": "hookline",
+        "nav.main": "Principal",
+        "nav.inbox": "Bandeja",
+        "nav.numbers": "Números",
+        "nav.language": "Idioma",
+        "nav.logout": "Cerrar sesión",
+        "nav.signed_in_as": "Sesión de {name} ({role})",
+        "role.admin": "administrador",
+        "role.agent": "agente",
+        "login.title": "Iniciar sesión",
+        "login.username": "Usuario",
+        "login.password": "Contraseña",
+        "login.submit": "Entrar",
+        "login.failed": "Usuario o contraseña incorrectos.",
+        "login.limited": "Demasiados intentos fallidos. Vuelve a intentarlo en {minutes} minutos.",
+        "login.expired": "El formulario caducó. Inténtalo de nuevo.",
+        "numbers.title": "Números",
+        "numbers.add": "Añadir número",
+        "numbers.caption": "Números de WhatsApp y sus proveedores",
+        "numbers.empty": "Todavía no hay números.",
+        "numbers.id": "Número",
+        "numbers.phone": "Teléfono",
+        "numbers.provider": "Proveedor",
+        "numbers.state": "Conexión",
+        "numbers.source": "Gestionado en",
+        "numbers.source.config": "archivo de configuración",
+        "numbers.source.console": "consola",
+        "numbers.state.unknown": "desconocido",
+        "numbers.inactive": "inactivo: ajustes no válidos",
+        "number.settings": "Ajustes",
+        "number.webhook": "URL del webhook",
+        "number.webhook_help": "Pégala en la consola del proveedor como webhook de mensajes entrantes.",
+        "number.config_managed": "Este número está declarado en el archivo de configuración; cámbialo allí.",
+        "number.pairing": "Vincular con WhatsApp",
+        "number.pairing_help": "En el teléfono: WhatsApp → Dispositivos vinculados → Vincular un dispositivo, y escanea este código. Se renueva cada pocos segundos.",
+        "number.qr_alt": "Código QR para escanear con WhatsApp",
+        "number.qr_waiting": "Esperando el código QR…",
+        "number.connected": "Conectado.",
+        "number.delete": "Eliminar número",
+        "number.deleted": "Número eliminado.",
+        "new.title": "Añadir número",
+        "new.id": "Identificador",
+        "new.id_help": "Letras, dígitos, punto, guion y guion bajo; se usa en URLs y en la CLI.",
+        "new.phone": "Número de teléfono",
+        "new.phone_help": "En formato internacional, p. ej. +5215512345678.",
+        "new.display_name": "Nombre visible",
+        "new.provider": "Proveedor",
+        "new.show_fields": "Mostrar los campos de este proveedor",
+        "new.provider_settings": "Ajustes de {provider}",
+        "new.secret_help": "Se guarda cifrado; no se vuelve a mostrar.",
+        "new.secret_keep": "Déjalo vacío para conservar el valor guardado.",
+        "new.submit": "Añadir número",
+        "new.optional": "opcional",
+        "new.invalid": "Revisa los campos marcados.",
+        "inbox.title": "Bandeja",
+        "inbox.search": "Buscar conversaciones",
+        "inbox.search_button": "Buscar",
+        "inbox.filter_owner": "Atendida por",
+        "inbox.filter_all": "cualquiera",
+        "inbox.empty": "No hay conversaciones.",
+        "inbox.choose": "Elige una conversación.",
+        "inbox.back": "Conversaciones",
+        "inbox.unread": "{count} sin leer",
+        "owner.bot": "Bot",
+        "owner.human": "Agente",
+        "state.closed": "cerrada",
+        "thread.messages": "Mensajes",
+        "thread.empty": "Todavía no hay mensajes.",
+        "thread.message": "Mensaje",
+        "thread.attach": "Adjuntar un archivo",
+        "thread.send": "Enviar",
+        "thread.transfer_bot": "Transferir al bot",
+        "thread.take_over": "Tomar el control",
+        "thread.owner": "Atendida por: {owner}",
+        "thread.failed": "No entregado: {reason}",
+        "thread.sent_by.bot": "bot",
+        "thread.sent_by.human": "agente",
+        "thread.empty_send": "Escribe un mensaje o adjunta un archivo.",
+        "thread.closed": "Cerrada",
+        "status.received": "Recibido",
+        "status.pending": "Enviando",
+        "status.queued": "Aceptado por el proveedor",
+        "status.sent": "Enviado",
+        "status.failed": "Fallido",
+        "status.delivered": "Entregado",
+        "status.read": "Leído",
+        "status.played": "Reproducido",
+        "live.connected": "Actualizaciones en vivo activas.",
+        "live.lost": "Actualizaciones en vivo interrumpidas; reconectando…",
+        "error.title": "Algo salió mal",
+        "error.forbidden": "Tu rol no puede hacer esto.",
+        "error.not_found": "No encontrado.",
+        "error.csrf": "La página caducó. Recárgala e inténtalo de nuevo.",
+    },
+}
+LANGUAGES = {"en": "English", "es": "Español"}
+
+Translate = Callable[..., str]
+
+
+def language_of(request: Request) -> str:
+    """The language this request's page is written in (see the module docstring)."""
+    for candidate in (request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)):
+        if candidate in CATALOGUE:
+            return candidate
+    for part in request.headers.get("accept-language", "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in CATALOGUE:
+            return code
+    return DEFAULT
+
+
+def translator(language: str) -> Translate:
+    words = CATALOGUE.get(language, CATALOGUE[DEFAULT])
+
+    def t(key: str, **values: object) -> str:
+        text = words.get(key) or CATALOGUE[DEFAULT].get(key, key)
+        return text.format(**values) if values else text
+
+    return t
