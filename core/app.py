@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,7 +23,7 @@ from core.console import console_routes
 from core.config import resolve_config_path
 from core.jobs import dead_handlers, job_handlers
 from core.logs import setup_logging
-from core.numbers import load_api_numbers, sync_config_numbers
+from core.numbers import sync_config_numbers
 from core.runtime import Runtime, build_runtime
 from core.storage.database import close_storage, open_storage, prepare_schema
 from core.webhooks import webhook_routes
@@ -40,14 +41,16 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await open_storage(settings.database.url)
         worker: Worker | None = None
+        refresher: asyncio.Task[None] | None = None
         try:
             await prepare_schema(settings.database.url)
             await sync_config_numbers(settings.numbers)
-            await load_api_numbers(host)
+            await host.api_numbers.refresh()
             await runtime.dispatch.notify("on_startup", host=host)
             if run_workers:
                 worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
                 worker.start()
+            refresher = asyncio.get_running_loop().create_task(host.api_numbers.keep_fresh(), name="hookline-numbers")
             log.info(
                 "hookline ready: %d number(s), plugins: %s, storage: %s",
                 len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
@@ -55,6 +58,9 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
             )
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                await asyncio.gather(refresher, return_exceptions=True)
             if worker is not None:
                 await worker.stop()
             await runtime.dispatch.notify("on_shutdown", host=host)

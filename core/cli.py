@@ -50,14 +50,14 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
     """Open storage (migrating SQLite if needed) and mirror configured numbers, then run `work`."""
-    from core.numbers import load_api_numbers, sync_config_numbers
+    from core.numbers import sync_config_numbers
     from core.storage.database import close_storage, open_storage, prepare_schema
 
     await open_storage(runtime.settings.database.url)
     try:
         await prepare_schema(runtime.settings.database.url)
         await sync_config_numbers(runtime.settings.numbers)
-        await load_api_numbers(runtime.host)
+        await runtime.host.api_numbers.refresh()
         return await work()
     finally:
         await close_storage()

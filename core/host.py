@@ -14,6 +14,7 @@ from core.events import EventBus
 from core.intake import conversation_for, record_webhook
 from core.keys import SecretKey
 from core.media import MediaStore
+from core.numbers import ApiNumbers
 from core.queue import WorkQueue
 from core.sending import enqueue_outbound
 from core.storage.models import Contact, Conversation, Message, NumberRow
@@ -33,9 +34,10 @@ class Host:
         self.dispatch = dispatch
         self.queue = queue
         self.media = media
-        # The live registry: configured numbers, plus those created over the API (added at start
-        # by core.numbers.load_api_numbers and kept current by the API).
+        # The live registry: configured numbers, plus those created over the API (kept in step
+        # with the database by `api_numbers`).
         self.numbers: dict[str, Number] = {number.id: number for number in settings.numbers}
+        self.api_numbers = ApiNumbers(self)
         self.events = EventBus()
         self.log = logging.getLogger("hookline")
 

@@ -3,8 +3,11 @@ over the API, stored with their secret settings encrypted and loaded into the ho
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -83,17 +86,69 @@ def number_from_row(row: NumberRow, model: type[BaseModel], secret_key: bytes) -
     return Number(row.id, row.provider, row.phone, row.display_name, model.model_validate(data))
 
 
-async def load_api_numbers(host: Host) -> None:
-    """Add the numbers created over the API to the host's registry (at start)."""
-    for row in await NumberRow.filter(managed_by_config=False).order_by("id"):
-        if row.id in host.numbers:
-            continue
-        provider = host.dispatch.providers.get(row.provider)
+class ApiNumbers:
+    """This process's copy of the numbers created over the API, kept in step with the database.
+
+    Other processes create, change and delete them too (`serve --workers N`, the console on
+    another instance), so the registry is refreshed every `REFRESH_SECONDS` by the server, and
+    before a webhook is refused as naming an unknown number: `refresh_since` makes sure a refresh
+    began after the request arrived, so a number created anywhere is never refused. Those
+    refreshes are shared by the requests waiting for them and spaced `MIN_SPACING_SECONDS` apart,
+    so a flood of unknown numbers costs a few queries a second. A refresh reads ids and versions,
+    and the full rows only of what changed.
+    """
+
+    REFRESH_SECONDS = 5.0
+    MIN_SPACING_SECONDS = 0.1
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.versions: dict[str, datetime] = {}
+        self._started = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def refresh_since(self, moment: float) -> None:
+        """Return once a refresh that began after `moment` (`time.monotonic()`) has finished."""
+        async with self._lock:
+            if self._started > moment:
+                return  # one that began after we arrived has just finished
+            await asyncio.sleep(max(0.0, self._started + self.MIN_SPACING_SECONDS - time.monotonic()))
+            await self._refresh()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        self._started = time.monotonic()
+        current = {row["id"]: row["updated_at"] for row in
+                   await NumberRow.filter(managed_by_config=False).values("id", "updated_at")}
+        changed = [number_id for number_id, version in current.items() if self.versions.get(number_id) != version]
+        for number_id in [number_id for number_id in self.versions if number_id not in current]:
+            self.versions.pop(number_id)
+            self.host.numbers.pop(number_id, None)
+        for row in await NumberRow.filter(id__in=changed) if changed else []:
+            self.versions[row.id] = row.updated_at
+            self._load(row)
+
+    def _load(self, row: NumberRow) -> None:
+        provider = self.host.dispatch.providers.get(row.provider)
         if provider is None:
             log.warning("number %s: provider %s is not enabled; the number is inactive", row.id, row.provider)
-            continue
+            self.host.numbers.pop(row.id, None)
+            return
         try:
-            host.numbers[row.id] = number_from_row(row, provider.number_settings_model, host.secret_key.value)
+            self.host.numbers[row.id] = number_from_row(row, provider.number_settings_model, self.host.secret_key.value)
         except (ValidationError, SealedValueError) as exc:
             # Only the type: a validation message could quote a setting.
             log.warning("number %s is inactive: its stored settings are unusable (%s)", row.id, type(exc).__name__)
+            self.host.numbers.pop(row.id, None)
+
+    async def keep_fresh(self) -> None:
+        """The server's background refresh, until cancelled."""
+        while True:
+            await asyncio.sleep(self.REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception as exc:  # storage away: the next round tries again
+                log.warning("numbers not refreshed: %s", type(exc).__name__)

@@ -9,6 +9,7 @@ provider's acknowledgement. Every outcome is one log line; no workflow code runs
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -61,6 +62,7 @@ class WebhookEndpoint:
         self.route = route
 
     async def handle(self, request: Request) -> Response:
+        arrived = time.monotonic()
         name = self.provider.name
         limit = max(self.host.settings.server.max_body_bytes, self.route.max_body_bytes or 0)
         try:
@@ -81,6 +83,12 @@ class WebhookEndpoint:
             candidates = self.provider.match_numbers(webhook, self.host.numbers_of(name))
         except Exception as exc:
             return _refuse(400, name, f"cannot read the request: {type(exc).__name__}")
+        if not candidates:  # perhaps a number another process has just created: look again
+            try:
+                await self.host.api_numbers.refresh_since(arrived)
+            except Exception as exc:
+                return _storage_unavailable(name, exc)
+            candidates = self.provider.match_numbers(webhook, self.host.numbers_of(name))
         if not candidates:
             return _refuse(404, name, "no configured number matches the request")
         try:
@@ -113,8 +121,7 @@ class WebhookEndpoint:
         except ValidationError as exc:  # a value no retry will make storable (an over-long id…)
             return _refuse(400, name, f"unstorable value: {exc}")
         except Exception as exc:
-            log.error("webhook %s refused 503: storage unavailable: %s: %s", name, type(exc).__name__, exc)
-            return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
+            return _storage_unavailable(name, exc)
         if result.stored or result.statuses_applied:
             self.host.events.wake()  # the events were written with the rows they describe
         log.info(
@@ -122,6 +129,11 @@ class WebhookEndpoint:
             name, len(result.stored), result.duplicates, result.statuses_applied, result.statuses_kept,
         )
         return self.provider.acknowledge(webhook, parsed)
+
+
+def _storage_unavailable(provider: str, exc: Exception) -> Response:
+    log.error("webhook %s refused 503: storage unavailable: %s: %s", provider, type(exc).__name__, exc)
+    return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
 
 
 def _refuse(status: int, provider: str, reason: str) -> Response:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
 from core.storage.models import Message, NumberRow
 from tests.api_helpers import api_app
-from tests.helpers import SECRET, eventually, inbound_body, post_signed
+from tests.helpers import SECRET, eventually, inbound_body, post_signed, runtime_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.storage]
 
@@ -215,3 +216,44 @@ async def test_unread_counts_inbound_messages_until_an_agent_reads_the_conversat
         assert (await client.post(f"/api/conversations/{conversation['id']}/messages", json={"text": "sí"}, headers=agent)).status_code == 201
         assert (await post_signed(client, inbound_body(("u-3", "+15550100777", "gracias")))).status_code == 200
         assert (await listed())["unread"] == 1
+
+
+async def test_numbers_another_process_creates_changes_or_deletes_reach_this_one(tmp_path, database_url, monkeypatch):
+    """`serve --workers N` and several instances: each process keeps its own registry, in step
+    with the database — at once for a webhook naming an unknown number, within seconds otherwise."""
+    from core.api.numbers import NewNumber, add_number
+    from core.numbers import ApiNumbers, split_settings
+    from tests.recording_provider import RecorderSettings, signed_headers
+
+    monkeypatch.setattr(ApiNumbers, "REFRESH_SECONDS", 0.1)
+    async with api_app(tmp_path, database_url) as api:
+        here = api.runtime.host
+        elsewhere = runtime_for(api.runtime.settings.path).host  # another process's host, same database
+
+        async def deliver(secret: str, message_id: str) -> int:
+            payload = inbound_body((message_id, "+15550100123", "hola"))
+            answer = await api.client.post("/webhooks/whatsapp/recorder", content=payload, headers=signed_headers("far", secret, payload))
+            return answer.status_code
+
+        assert await deliver("first-secret", "far-0") == 404
+        await add_number(elsewhere, NewNumber(id="far", provider="recorder", phone="+15550000077",
+                                              settings={"secret": "first-secret", "api_url": "http://127.0.0.1:9"}), "test")
+        assert "far" not in here.numbers
+        assert await deliver("first-secret", "far-1") == 200  # looked up at once, not after a restart
+        assert "far" in here.numbers
+
+        _, sealed = split_settings(RecorderSettings(secret="rotated-secret", api_url="http://127.0.0.1:9"), elsewhere.secret_key.value)
+        await NumberRow.filter(id="far").update(sealed_settings=sealed, updated_at=datetime.now(UTC))
+        await eventually(lambda: here.numbers["far"].settings.secret.get_secret_value() == "rotated-secret", timeout=5)
+        assert await deliver("rotated-secret", "far-2") == 200 and await deliver("first-secret", "far-3") == 403
+
+        # Created and deleted elsewhere, never written to: it comes and goes here by itself.
+        await add_number(elsewhere, NewNumber(id="brief", provider="recorder", phone="+15550000078",
+                                              settings={"secret": "brief-secret", "api_url": "http://127.0.0.1:9"}), "test")
+        await eventually(lambda: "brief" in here.numbers, timeout=5)
+        await NumberRow.filter(id="brief").delete()
+        await eventually(lambda: "brief" not in here.numbers, timeout=5)
+        payload = inbound_body(("brief-1", "+15550100123", "hola"))
+        gone = await api.client.post("/webhooks/whatsapp/recorder", content=payload, headers=signed_headers("brief", "brief-secret", payload))
+        assert gone.status_code == 404
+        assert not await Message.filter(external_id__in=["far-0", "far-3", "brief-1"]).exists()

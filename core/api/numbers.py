@@ -7,6 +7,7 @@ write-only: stored encrypted (core.vault), shown as a mask, never logged.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,7 +81,8 @@ async def _save(host: Host, row_id: str, provider: str, phone: str, display_name
                 raise ApiError(409, "exists", f"a number with id {row_id!r} exists", [{"field": "id", "message": "taken"}])
             await NumberRow.create(id=row_id, **values, using_db=connection)
         else:
-            await NumberRow.filter(id=row_id).using_db(connection).update(**values)
+            # A new version: other processes reload the number when they see it (core/numbers.py).
+            await NumberRow.filter(id=row_id).using_db(connection).update(**values, updated_at=datetime.now(UTC))
     host.numbers[row_id] = Number(row_id, provider, phone, display_name, settings)
     return await NumberRow.get(id=row_id)
 
