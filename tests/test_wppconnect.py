@@ -28,6 +28,7 @@ from core.app import create_app
 from core.plugins import PluginError
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.wppconnect import commands
+from plugins.wppconnect.session import derived_secret
 from tests.fake_wppconnect import FakeWppconnect, running_fake_wppconnect, text_message
 from tests.helpers import Inbox, eventually, runtime_for, started, write_config
 from tests.test_process import hookline
@@ -119,10 +120,10 @@ async def test_lifecycle_token_start_qr_scan_connected_visible_to_operators(tmp_
             assert [session for session, _ in fake.generated] == ["acme"]
             (start,) = fake.calls_to("start-session")
             assert start.token == fake.generated[0][1] and start.status == 200
-            secret = await host.number_secret("wpp", "webhook_secret")
-            assert secret and len(secret) >= 40
+            secret = derived_secret(host.secret_key.value, "wpp")
+            assert len(secret) >= 40 and secret != derived_secret(host.secret_key.value, "wpp2")
             assert start.body == {"webhook": f"{PUBLIC}{WEBHOOKS}/wpp/{secret}", "waitQrCode": False}
-            assert secret not in json.dumps((await NumberRow.get(id="wpp")).sealed_secrets)  # sealed at rest
+            assert await host.number_secret("wpp", "webhook_secret") is None  # nothing to store: derived
             await eventually(lambda: [status for payload, status in fake.webhooks if payload["event"] == "qrcode"] == [200])
 
             # The QR code while pairing, as `hookline wppconnect qr --out FILE` writes it.
@@ -163,7 +164,7 @@ async def test_image_is_stored_decoded_and_unproven_webhooks_store_nothing(tmp_p
         runtime = wpp_runtime(wpp_config(tmp_path, database_url, numbers, start_sessions=False), inbox)
         async with started(runtime) as client:
             image = json.loads(fixture_bytes("onmessage_image.json"))
-            generated = await runtime.host.number_secret("gen", "webhook_secret")
+            generated = derived_secret(runtime.host.secret_key.value, "gen")
             refused = [
                 f"{WEBHOOKS}/wpp/wrong-secret", f"{WEBHOOKS}/wpp", f"{WEBHOOKS}/wpp/{generated}",
                 f"{WEBHOOKS}/gen/{WEBHOOK_SECRET}", f"{WEBHOOKS}/gen/{generated[:-1]}",
@@ -350,7 +351,7 @@ async def test_simulate_posts_a_proven_message(tmp_path, database_url):
         message = await Message.get(text="oi").prefetch_related("conversation__contact")
         assert message.conversation.contact.address == CUSTOMER and message.conversation.number_id == "wpp"
 
-        # A generated secret, sealed in the database: the simulator reads it from there.
+        # A derived secret: the simulator, another process, derives the same one.
         built = await provider.simulate_webhook(runtime.host, runtime.host.number("gen"), "+5511900000002", "olá", PUBLIC)
         async with httpx.AsyncClient() as client:
             assert (await client.post(base + built.path, content=built.body, headers=built.headers)).status_code == 200
@@ -390,3 +391,25 @@ async def test_console_pairing_qr_starts_the_session_then_shows_the_code_until_s
             after = await client.get("/api/whatsapp-numbers/wpp/qrcode", headers=admin)
             assert after.status_code == 409 and "QRCode is not available" in after.json()["error"]["message"]
             assert len(fake.calls_to("start-session")) == 1  # a connected session is not restarted
+
+
+async def test_a_number_added_in_another_process_is_proven_here_at_once(tmp_path, database_url):
+    """`serve --workers N`: the console adds a WPPConnect number in one process; the server posts
+    its webhooks to whichever process answers, which knows the secret without asking anyone."""
+    from core.api.numbers import NewNumber, add_number
+
+    with running_fake_wppconnect(secret_key=SECRET_KEY) as fake:
+        fake.session("loja", status="CONNECTED", paired=True)
+        runtime = wpp_runtime(wpp_config(tmp_path, database_url, [number(fake.url)], workflow=False, start_sessions=False))
+        async with started(runtime) as client:
+            elsewhere = wpp_runtime(runtime.settings.path).host
+            await add_number(elsewhere, NewNumber(id="loja", provider="wppconnect", phone="+5511900000010",
+                                                  settings={"server_url": fake.url, "session": "loja", "secret_key": SECRET_KEY}), "test")
+            their_url = await wppconnect.Sessions(elsewhere).webhook_url(elsewhere.number("loja"))
+            assert "loja" not in runtime.host.numbers
+            text = {**text_message("oi", message_id="false_5511900000001@c.us_LOJA1"), "session": "loja"}
+            answer = await client.post(their_url.removeprefix(PUBLIC), content=json.dumps(text))
+            assert answer.status_code == 200
+            assert await Message.filter(external_id="false_5511900000001@c.us_LOJA1", conversation__number_id="loja").exists()
+            wrong = await client.post(f"{WEBHOOKS}/loja/{derived_secret(b'another key' * 3, 'loja')}", content=json.dumps(text))
+            assert wrong.status_code == 403

@@ -2,9 +2,9 @@
 
 WPPConnect signs nothing, so each number's webhook URL carries an unguessable secret:
 ``POST /webhooks/whatsapp/wppconnect/<number id>/<secret>``, compared in constant time (403 when
-wrong or missing). The secret is the number's ``webhook_secret`` setting, or one generated at the
-first start and kept sealed in the database; ``on_startup`` loads them into memory so the check
-never waits on storage. Each hook is a few lines that delegate to ``parse``, ``client``,
+wrong or missing). The secret is the number's ``webhook_secret`` setting, or one derived from
+hookline's secret key and the number's id (``session.derived_secret``), so every process proves
+every number at once and the check never waits on storage. Each hook is a few lines that delegate to ``parse``, ``client``,
 ``session`` and ``commands``.
 """
 
@@ -30,12 +30,11 @@ from core import (
     WebhookRoute,
     hookimpl,
 )
-from core.plugins import PluginError
 from plugins.wppconnect import commands
 from plugins.wppconnect.client import settings_of
 from plugins.wppconnect.parse import STATUS_MAP, parse_event, sample_message
 from plugins.wppconnect.schema import WppconnectNumberSettings, WppconnectSettings
-from plugins.wppconnect.session import PROVIDER, WEBHOOK_SECRET, Sessions
+from plugins.wppconnect.session import PROVIDER, Sessions, derived_secret
 
 WEBHOOK_PREFIX = f"/webhooks/whatsapp/{PROVIDER}"
 
@@ -51,10 +50,13 @@ def _sessions(host) -> Sessions:
 
 
 def _webhook_secret(number: Number) -> str | None:
+    """What the number's webhook path must carry; None (nothing passes) before on_startup."""
     configured = settings_of(number).webhook_secret
     if configured is not None:
         return configured.get_secret_value()
-    return _active.secrets.get(number.id) if _active is not None else None
+    if _active is None:
+        return None
+    return _active.secrets.get(number.id) or derived_secret(_active.host.secret_key.value, number.id)
 
 
 @hookimpl
@@ -177,9 +179,7 @@ async def provider_pairing_qr(host, number: Number) -> PairingCode:
 @hookimpl
 async def provider_simulate_webhook(host, number: Number, sender: str, text: str) -> SimulatedWebhook:
     """A text message as the server would post it, to the number's secret webhook path."""
-    secret = _webhook_secret(number) or await host.number_secret(number.id, WEBHOOK_SECRET)
-    if secret is None:
-        raise PluginError(f"number {number.id!r} has no webhook secret yet: start the server once (it generates one)")
+    secret = _webhook_secret(number) or await _sessions(host).webhook_secret(number)
     payload = sample_message(settings_of(number).session, sender, number.phone, text)
     return SimulatedWebhook(
         path=f"{WEBHOOK_PREFIX}/{number.id}/{secret}",

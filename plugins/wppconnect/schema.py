@@ -12,7 +12,7 @@ class WppconnectNumberSettings(BaseModel):
     session: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     secret_key: SecretStr | None = Field(default=None, description="The server's SECRET_KEY, to generate a token")
     token: SecretStr | None = Field(default=None, description="A ready bearer token, instead of secret_key")
-    webhook_secret: SecretStr | None = Field(default=None, description="Generated and stored when absent")
+    webhook_secret: SecretStr | None = Field(default=None, description="Derived from hookline's secret key when absent")
     ignore_groups: bool = True
 
     @model_validator(mode="after")

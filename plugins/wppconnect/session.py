@@ -14,8 +14,10 @@ and one writer task on the running loop stores the latest state of each number, 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
-import secrets
 from typing import Any
 
 from core.types import Number, PairingCode, ProviderError
@@ -33,7 +35,8 @@ from plugins.wppconnect.parse import UNREACHABLE as UNREACHABLE_STATE
 from plugins.wppconnect.schema import WppconnectSettings
 
 PROVIDER = "wppconnect"
-WEBHOOK_SECRET = "webhook_secret"  # the name of the sealed value (host.store_number_secret)
+# The sealed value (host.store_number_secret) where earlier versions kept generated secrets.
+WEBHOOK_SECRET = "webhook_secret"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 log = logging.getLogger("hookline.wppconnect")
@@ -104,7 +107,8 @@ class Sessions:
             await self.webhook_secret(number)
 
     async def webhook_secret(self, number: Number) -> str:
-        """The configured ``webhook_secret``, else the stored one, else a new one, stored sealed."""
+        """The configured ``webhook_secret``, else one stored by an earlier hookline (kept so its
+        sessions' URLs stay valid), else the one derived from hookline's secret key."""
         known = self.secrets.get(number.id)
         if known is not None:
             return known
@@ -112,12 +116,7 @@ class Sessions:
         if configured is not None:
             secret = configured.get_secret_value()
         else:
-            secret = await self.host.number_secret(number.id, WEBHOOK_SECRET)
-            if not secret:  # if_absent: another worker may have generated one meanwhile; theirs wins
-                secret = await self.host.store_number_secret(
-                    number.id, WEBHOOK_SECRET, secrets.token_urlsafe(32), if_absent=True
-                )
-                log.info("generated the webhook secret of number %s (kept encrypted)", number.id)
+            secret = await self.host.number_secret(number.id, WEBHOOK_SECRET) or derived_secret(self.host.secret_key.value, number.id)
         self.secrets[number.id] = secret
         return secret
 
@@ -242,6 +241,14 @@ class Sessions:
             await asyncio.gather(self._watcher, return_exceptions=True)
         await self.book.drain()
         await self.client.close()
+
+
+def derived_secret(secret_key: bytes, number_id: str) -> str:
+    """A number's webhook secret when none is configured: a MAC of its id under hookline's secret
+    key. Every process and instance derives the same one with nothing stored — a number added in
+    one process is proven in all the others at once — and nobody without the key can guess it."""
+    mac = hmac.new(secret_key, f"hookline wppconnect webhook {number_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def _detail(state: str, never_started: bool = False) -> str | None:
