@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,13 +20,10 @@ from core.auth.middleware import AuthMiddleware
 from core.auth.sessions import LoginLimiter
 from core.console import console_routes
 from core.config import resolve_config_path
-from core.jobs import dead_handlers, job_handlers
+from core.lifecycle import running
 from core.logs import setup_logging
-from core.numbers import sync_config_numbers
 from core.runtime import Runtime, build_runtime
-from core.storage.database import close_storage, open_storage, prepare_schema
 from core.webhooks import webhook_routes
-from core.worker import Worker
 
 log = logging.getLogger("hookline")
 
@@ -39,32 +35,8 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await open_storage(settings.database.url)
-        worker: Worker | None = None
-        refresher: asyncio.Task[None] | None = None
-        try:
-            await prepare_schema(settings.database.url)
-            await sync_config_numbers(settings.numbers)
-            await host.api_numbers.refresh()
-            await runtime.dispatch.notify("on_startup", host=host)
-            if run_workers:
-                worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
-                worker.start()
-            refresher = asyncio.get_running_loop().create_task(host.api_numbers.keep_fresh(), name="hookline-numbers")
-            log.info(
-                "hookline ready: %d number(s), plugins: %s, storage: %s",
-                len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
-                settings.database.url.split("://", 1)[0],
-            )
+        async with running(runtime, run_workers=run_workers, role="server"):
             yield
-        finally:
-            if refresher is not None:
-                refresher.cancel()
-                await asyncio.gather(refresher, return_exceptions=True)
-            if worker is not None:
-                await worker.stop()
-            await runtime.dispatch.notify("on_shutdown", host=host)
-            await close_storage()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -94,15 +66,17 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
 
 
 LOG_FORMAT_ENV_VAR = "HOOKLINE_LOG_FORMAT"
+NO_QUEUE_ENV_VAR = "HOOKLINE_NO_QUEUE"
 
 
 def app_from_environment() -> Starlette:
-    """Factory for uvicorn worker processes (`hookline serve --workers N`): the config path and the
-    log format come from HOOKLINE_CONFIG and HOOKLINE_LOG_FORMAT, set by `serve`."""
+    """Factory for uvicorn worker processes (`hookline serve --workers N`): the config path, the
+    log format and `--no-queue` come from HOOKLINE_CONFIG, HOOKLINE_LOG_FORMAT and
+    HOOKLINE_NO_QUEUE, set by `serve`."""
     runtime = build_runtime(resolve_config_path(None, os.environ))
     logging_config = runtime.settings.logging
     setup_logging(logging_config.level, os.environ.get(LOG_FORMAT_ENV_VAR) or logging_config.format)
-    return create_app(runtime)
+    return create_app(runtime, run_workers=os.environ.get(NO_QUEUE_ENV_VAR) != "1")
 
 
 __all__ = ["app_from_environment", "create_app"]

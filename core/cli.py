@@ -69,7 +69,7 @@ async def _with_storage(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import LOG_FORMAT_ENV_VAR, create_app
+    from core.app import LOG_FORMAT_ENV_VAR, NO_QUEUE_ENV_VAR, create_app
     from core.storage.database import UnmigratedDatabase
 
     runtime = _runtime(args)
@@ -87,12 +87,38 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             os.environ[CONFIG_ENV_VAR] = str(runtime.settings.path)
             os.environ[LOG_FORMAT_ENV_VAR] = args.log_format or runtime.settings.logging.format
+            os.environ[NO_QUEUE_ENV_VAR] = "1" if args.no_queue else "0"
             uvicorn.run("core.app:app_from_environment", factory=True, host=host, port=port,
                         workers=args.workers, log_config=None, access_log=False)
         else:
-            uvicorn.run(create_app(runtime), host=host, port=port, log_config=None, access_log=False)
+            uvicorn.run(create_app(runtime, run_workers=not args.no_queue), host=host, port=port, log_config=None,
+                        access_log=False)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Queue workers without HTTP, until SIGTERM or Ctrl+C; running jobs finish first (or go
+    back to the queue when they outlast the stop)."""
+    from core.lifecycle import running
+    from core.storage.database import UnmigratedDatabase
+
+    runtime = _runtime(args)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with running(runtime, run_workers=True, role="worker"):
+            await stop.wait()
+
+    try:
+        asyncio.run(run())
+    except UnmigratedDatabase as exc:
+        print(f"hookline: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
@@ -390,10 +416,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=function)
         return sub
 
-    sub = command("serve", serve, "run the server (webhooks, workers)")
+    sub = command("serve", serve, "run the server (webhooks, API, console, queue workers)")
     sub.add_argument("--host", help="overrides [server] host")
     sub.add_argument("--port", type=int, help="overrides [server] port")
     sub.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    sub.add_argument("--no-queue", action="store_true", help="run no queue workers: `hookline worker` processes do the jobs")
+    command("worker", worker, "run queue workers only, no HTTP (beside `serve --no-queue`)")
 
     command("check-config", check_config, "validate the config file and print every problem")
     command("migrate", migrate, "apply database migrations")

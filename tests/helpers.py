@@ -43,8 +43,12 @@ def write_config(
     queue: Mapping[str, Any] | None = None,
     modules: list[str] = (),  # type: ignore[assignment]
     extra: str = "",
+    public_url: str = "https://hookline.example.com",
 ) -> Path:
     """A config with the recorder provider and one number, `n1`, unless told otherwise.
+
+    `public_url` is what webhook signatures are checked against (and whether cookies are Secure):
+    a test serving on a real port passes its own `http://127.0.0.1:PORT`.
 
     `modules` lists plugins to load by import path (`[plugins] modules`): a server in a subprocess
     has no explicit plugin list, so it needs `modules=["tests.recording_provider"]`.
@@ -54,7 +58,7 @@ def write_config(
     queue = {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, **(queue or {})}
     lines = [
         "[server]",
-        'public_url = "https://hookline.example.com"',
+        f"public_url = {toml_value(public_url)}",
         f"data_dir = {toml_value(str(directory / 'data'))}",
         "[database]",
         f"url = {toml_value(database_url)}",

@@ -247,3 +247,46 @@ async def _queue_messages(config: Path) -> list[int]:
         return ids
     finally:
         await close_storage()
+
+
+@contextmanager
+def working(config: Path, cwd: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`hookline worker --config config`, logging to `<name>.log`; killed on the way out."""
+    with (cwd / f"{name}.log").open("wb") as out:
+        process = subprocess.Popen([str(HOOKLINE), "worker", "--config", str(config)], cwd=cwd, env=cli_env(),
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_web_and_queue_workers_run_apart_and_a_killed_workers_jobs_are_done_by_another(tmp_path, database_url, monkeypatch):
+    """`serve --no-queue` answers HTTP and runs no jobs; `hookline worker` processes run them. A
+    worker killed mid-batch leaves leased jobs that another picks up when the lease runs out."""
+    monkeypatch.chdir(tmp_path)
+    with running_fake_api(delay=0.05) as fake:
+        config = write_config(tmp_path, database_url, api_url=fake.url, queue={"lease_seconds": 1, "concurrency": 4},
+                              modules=[RECORDER])
+        queued = asyncio.run(_queue_messages(config))
+
+        def received() -> set[int]:
+            return {body["id"] for body in list(fake.received)}
+
+        with serving(config, tmp_path, "--no-queue") as web:
+            time.sleep(1.0)  # a server with its queue workers would have sent several by now
+            assert not fake.received and "queue workers: off" in web.output()
+            with working(config, tmp_path, "worker-a") as first, working(config, tmp_path, "worker-b") as second:
+                wait_until(lambda: len(fake.received) >= 10, timeout=20, what="the first sends")
+                first.kill()
+                wait_until(lambda: received() >= set(queued), timeout=40, what=f"all {MESSAGES} messages at the fake API")
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(timeout=20) == 0
+            assert first.returncode == -signal.SIGKILL
+            assert "hookline worker stopped" in (tmp_path / "worker-b.log").read_text()
+            assert web.stop() == 0
+        assert received() == set(queued)
+        rows = messages_json(config, tmp_path)
+        assert {row["status"] for row in rows} == {"queued"}

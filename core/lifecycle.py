@@ -1,0 +1,51 @@
+"""Starting and stopping what a server or worker process runs: storage, numbers, plugins, the
+queue workers and the numbers refresher — in that order, and back in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from core.jobs import dead_handlers, job_handlers
+from core.numbers import sync_config_numbers
+from core.runtime import Runtime
+from core.storage.database import close_storage, open_storage, prepare_schema
+from core.worker import Worker
+
+log = logging.getLogger("hookline")
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIterator[None]:
+    """Everything a process needs while the block runs. `run_workers=False` leaves the queue to
+    other processes (`serve --no-queue` beside `hookline worker`)."""
+    host, settings = runtime.host, runtime.settings
+    await open_storage(settings.database.url)
+    worker: Worker | None = None
+    refresher: asyncio.Task[None] | None = None
+    try:
+        await prepare_schema(settings.database.url)
+        await sync_config_numbers(settings.numbers)
+        await host.api_numbers.refresh()
+        await runtime.dispatch.notify("on_startup", host=host)
+        if run_workers:
+            worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
+            worker.start()
+        refresher = asyncio.get_running_loop().create_task(host.api_numbers.keep_fresh(), name="hookline-numbers")
+        log.info(
+            "hookline %s ready: %d number(s), plugins: %s, storage: %s, queue workers: %s",
+            role, len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
+            settings.database.url.split("://", 1)[0], settings.queue.concurrency if run_workers else "off",
+        )
+        yield
+    finally:
+        if refresher is not None:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+        if worker is not None:
+            await worker.stop()
+        await runtime.dispatch.notify("on_shutdown", host=host)
+        await close_storage()
+        log.info("hookline %s stopped", role)
