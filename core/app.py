@@ -50,18 +50,20 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
         return JSONResponse({"status": "ready", "storage": "ok"})
 
     login_limiter = LoginLimiter()  # failed logins of the API and the console count together
+    api, openapi = api_routes(host, login_limiter)
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/media/{key}", host.media.endpoint, methods=["GET", "HEAD"]),
         *webhook_routes(host),
-        Mount("/api", routes=api_routes(host, login_limiter)),
+        Mount("/api", routes=api),
         *console_routes(login_limiter),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, middleware=[Middleware(AuthMiddleware)], exception_handlers=EXCEPTION_HANDLERS
     )
     app.state.runtime = runtime
+    app.state.openapi = openapi
     return app
 
 

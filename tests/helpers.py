@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from core import hookimpl
 from core.app import create_app
 from core.runtime import Runtime, build_runtime
 from tests import recording_provider
+from tests.openapi_contract import Contract
 from tests.recording_provider import signed_headers
 
 SECRET = "test-secret"
@@ -88,17 +91,49 @@ def runtime_for(config: Path, *plugins: Any, **named: Any) -> Runtime:
     return build_runtime(config, explicit, env={})
 
 
+class CheckedClient(httpx.AsyncClient):
+    """An in-process client whose every /api answer is checked against the OpenAPI document."""
+
+    def __init__(self, contract: Contract, **kwargs: Any) -> None:
+        super().__init__(event_hooks={"response": [contract.check]}, **kwargs)
+        self.contract = contract
+
+
 @asynccontextmanager
 async def started(
     runtime: Runtime, *, run_workers: bool = True, base_url: str = "http://testserver"
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[CheckedClient]:
     """Run the app's lifespan and give a client that talks to it in-process (at `base_url`: the
     config's https `public_url` for a browser-like client, whose Secure cookies then stick)."""
     app = create_app(runtime, run_workers=run_workers)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        async with CheckedClient(Contract(app.state.openapi), transport=transport, base_url=base_url) as client:
             yield client
+
+
+@asynccontextmanager
+async def served(runtime: Runtime, *, proxy: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """The app in uvicorn on a free port, in this event loop (for what an in-process client
+    cannot do: endless streams, fakes calling back); yields its base URL. A fake's `proxy` map
+    learns that hookline's public URL is served here."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    if proxy is not None:
+        proxy[runtime.settings.server.public_url] = base
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), lifespan="on", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), timeout=10)
+        if task.done():
+            await task
+            raise AssertionError("hookline did not start")
+        yield base
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
 
 
 def inbound_body(*messages: tuple[str, str, str], statuses: list[dict[str, Any]] | None = None) -> bytes:

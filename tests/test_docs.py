@@ -8,7 +8,8 @@
   both are Makefile targets;
 * every ``hookline`` sub-command is in README.md, every module of core/ is in the module table of
   docs/architecture.md, the settings of the bundled plugins are in docs/configuration.md, and
-  relative links in the docs resolve.
+  relative links in the docs resolve;
+* docs/api.md's endpoint table lists exactly the endpoints of the OpenAPI document, with their roles.
 """
 
 from __future__ import annotations
@@ -236,3 +237,27 @@ def test_relative_links_resolve(document):
         if not path.exists():
             broken.append(target)
     assert not broken, f"{document.name}: broken links: {', '.join(broken)}"
+
+
+# --------------------------------------------------------------------------- the API
+
+API_DOC = ROOT / "docs" / "api.md"
+ROLE_WORDS = {"none": None, "any": ["admin", "agent"], "admin": ["admin"]}
+
+
+def test_the_api_endpoint_table_matches_the_openapi_document(tmp_path):
+    """docs/api.md lists every endpoint once, with the role the router enforces."""
+    from core.app import create_app
+    from tests.helpers import runtime_for, write_config
+
+    document = create_app(runtime_for(write_config(tmp_path, f"sqlite://{tmp_path}/d.sqlite3"))).state.openapi
+    def shape(path: str) -> str:  # the doc may name a parameter {id} where the route says {number_id}
+        return re.sub(r"{\w+}", "{}", path)
+
+    actual = {(method.upper(), shape(path)): (None if operation.get("security") == [] else operation["x-roles"])
+              for path, methods in document["paths"].items() for method, operation in methods.items()}
+    rows = re.findall(r"^\| `(GET|POST|PATCH|PUT|DELETE) (/api/[^`]+)` \| (\w+) \|", _section(API_DOC.read_text(), "Endpoints"),
+                      flags=re.MULTILINE)
+    documented = {(method, shape(path)): ROLE_WORDS[role] for method, path, role in rows}
+    assert len(rows) == len(documented), "an endpoint is listed twice"
+    assert documented == actual

@@ -13,24 +13,19 @@ import asyncio
 import base64
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import plugins.wppconnect as wppconnect
 from core import Media, hookimpl
-from core.app import create_app
 from core.plugins import PluginError
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.wppconnect import commands
 from plugins.wppconnect.session import derived_secret
 from tests.fake_wppconnect import FakeWppconnect, running_fake_wppconnect, text_message
-from tests.helpers import Inbox, eventually, runtime_for, started, write_config
+from tests.helpers import Inbox, eventually, runtime_for, served, started, write_config
 from tests.test_process import hookline
 
 pytestmark = pytest.mark.anyio
@@ -63,26 +58,9 @@ def wpp_runtime(config: Path, inbox: Inbox | None = None):
     return runtime_for(config, *([inbox] if inbox else []), wppconnect=wppconnect)
 
 
-@asynccontextmanager
-async def serving(runtime, fake: FakeWppconnect | None = None) -> AsyncIterator[str]:
-    """hookline in uvicorn on a free port of this event loop; the fake reaches it through `proxy`."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    if fake is not None:
-        fake.proxy[PUBLIC] = base
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), timeout=10)
-        if task.done():
-            await task
-            raise AssertionError("hookline did not start")
-        yield base
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
+def serving(runtime, fake: FakeWppconnect | None = None):
+    """hookline on a real port; the fake reaches it through `proxy` as hookline's public URL."""
+    return served(runtime, proxy=fake.proxy if fake is not None else None)
 
 
 async def state_of(number_id: str = "wpp") -> str | None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.api.access import ANYONE, host_of, require
+from core.api.access import host_of, signed_in
 from core.api.errors import ApiError, json_body
 from core.auth.passwords import DUMMY_HASH, verify_password
 from core.auth.sessions import COOKIE_NAME, SESSION_LIFETIME, LoginLimiter, close_session, open_session
@@ -67,7 +67,6 @@ def login_endpoint(limiter: LoginLimiter):
 
 
 async def logout(request: Request) -> Response:
-    require(request, ANYONE)
     token = request.cookies.get(COOKIE_NAME)
     if token:
         await close_session(token)
@@ -77,6 +76,6 @@ async def logout(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    user = require(request, ANYONE)
+    user = signed_in(request)
     session = request.scope.get("session")
     return JSONResponse({"user": user_json(user), "csrf_token": session.csrf_token if session else None})

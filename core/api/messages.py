@@ -7,7 +7,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.api.access import ANYONE, host_of, require
+from core.api.access import host_of
 from core.api.conversations import conversation_or_404
 from core.api.errors import ApiError, field_error, json_body, not_found, validate
 from core.api.views import message_json
@@ -21,6 +21,12 @@ class Page(BaseModel):
 
     before: int | None = Field(default=None, ge=1)
     limit: int = Field(default=50, ge=1, le=200)
+
+
+class MessageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh: bool = Field(default=False, description="Ask the provider for the current status first.")
 
 
 class NewText(BaseModel):
@@ -45,7 +51,6 @@ async def send_upload(host: Host, conversation: Conversation, upload: UploadFile
 
 async def list_messages(request: Request) -> Response:
     """Newest first; `next_before` is the `before` of the next (older) page, or null."""
-    require(request, ANYONE)
     conversation = await conversation_or_404(request.path_params["conversation_id"])
     page = validate(Page, dict(request.query_params))
     rows = Message.filter(conversation_id=conversation.id)
@@ -59,7 +64,6 @@ async def list_messages(request: Request) -> Response:
 
 async def send_message(request: Request) -> Response:
     """JSON `{"text"}`, or multipart/form-data with `file` (and an optional `caption`)."""
-    require(request, ANYONE)
     host = host_of(request)
     conversation = await conversation_or_404(request.path_params["conversation_id"])
     if conversation.number_id not in host.numbers:
@@ -79,16 +83,12 @@ async def send_message(request: Request) -> Response:
 
 async def get_message(request: Request) -> Response:
     """One message; `?refresh=true` asks the provider for its current status first."""
-    require(request, ANYONE)
     host = host_of(request)
     raw_id = request.path_params["message_id"]
     message = await Message.get_or_none(id=int(raw_id)) if raw_id.isdigit() else None
     if message is None:
         raise not_found(f"message {raw_id}")
-    refresh = request.query_params.get("refresh", "false").lower()
-    if refresh not in ("true", "false", "1", "0"):
-        raise field_error("refresh", "expected true or false")
-    if refresh in ("true", "1"):
+    if validate(MessageQuery, dict(request.query_params)).refresh:
         try:
             message = await host.refresh_status(message.id)
         except ProviderError as exc:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tortoise.transactions import in_transaction
 
-from core.api.access import ADMIN, ANYONE, host_of, require
+from core.api.access import host_of, signed_in
 from core.api.errors import ApiError, field_error, json_body, not_found, validate
 from core.api.views import MASK, number_json
 from core.host import Host
@@ -88,7 +88,6 @@ async def _save(host: Host, row_id: str, provider: str, phone: str, display_name
 
 
 async def list_numbers(request: Request) -> Response:
-    require(request, ANYONE)
     host = host_of(request)
     rows = await NumberRow.all().order_by("id")
     return JSONResponse({"items": [number_json(row, host.numbers.get(row.id)) for row in rows]})
@@ -105,14 +104,12 @@ async def add_number(host: Host, body: NewNumber, by: str) -> NumberRow:
 
 
 async def create_number(request: Request) -> Response:
-    require(request, ADMIN)
     host = host_of(request)
-    row = await add_number(host, await json_body(request, NewNumber), request.scope["user"].username)
+    row = await add_number(host, await json_body(request, NewNumber), signed_in(request).username)
     return JSONResponse(number_json(row, host.numbers.get(row.id)), status_code=201)
 
 
 async def get_number(request: Request) -> Response:
-    require(request, ANYONE)
     host = host_of(request)
     row = await _row(request.path_params["number_id"])
     return JSONResponse(number_json(row, host.numbers.get(row.id)))
@@ -134,7 +131,6 @@ def _merged(current: Number | None, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update_number(request: Request) -> Response:
-    require(request, ADMIN)
     host = host_of(request)
     row = await _row(request.path_params["number_id"])
     _writable(row)
@@ -146,14 +142,13 @@ async def update_number(request: Request) -> Response:
     phone = body.phone if body.phone is not None else row.phone
     display_name = body.display_name if "display_name" in body.model_fields_set else row.display_name
     row = await _save(host, row.id, row.provider, phone, display_name, settings, create=False)
-    log.info("number %s changed over the API by %s", row.id, request.scope["user"].username)
+    log.info("number %s changed over the API by %s", row.id, signed_in(request).username)
     return JSONResponse(number_json(row, host.numbers.get(row.id)))
 
 
 async def configure_number(request: Request) -> Response:
     """The original system's `POST /whatsapp-numbers/:id/<provider>/configure`: set the number's
     provider and its credentials, validated by that provider's schema."""
-    require(request, ADMIN)
     host = host_of(request)
     row = await _row(request.path_params["number_id"])
     _writable(row)
@@ -164,12 +159,11 @@ async def configure_number(request: Request) -> Response:
     current = host.numbers.get(row.id) if row.provider == provider else None
     settings = _validated_settings(host, provider, _merged(current, body.settings))
     row = await _save(host, row.id, provider, row.phone, row.display_name, settings, create=False)
-    log.info("number %s configured for %s over the API by %s", row.id, provider, request.scope["user"].username)
+    log.info("number %s configured for %s over the API by %s", row.id, provider, signed_in(request).username)
     return JSONResponse(number_json(row, host.numbers.get(row.id)))
 
 
 async def delete_number(request: Request) -> Response:
-    require(request, ADMIN)
     host = host_of(request)
     row = await _row(request.path_params["number_id"])
     _writable(row)
@@ -177,14 +171,13 @@ async def delete_number(request: Request) -> Response:
         raise ApiError(409, "in_use", f"number {row.id!r} has conversations; it cannot be deleted")
     await NumberRow.filter(id=row.id).delete()
     host.numbers.pop(row.id, None)
-    log.info("number %s deleted over the API by %s", row.id, request.scope["user"].username)
+    log.info("number %s deleted over the API by %s", row.id, signed_in(request).username)
     return Response(status_code=204)
 
 
 async def number_qrcode(request: Request) -> Response:
     """The pairing QR code (PNG) of a number paired by scanning (WPPConnect); 409 with the reason
     while there is none to show, 404 for providers that pair otherwise."""
-    require(request, ADMIN)
     host = host_of(request)
     row = await _row(request.path_params["number_id"])
     number = host.numbers.get(row.id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.api.access import ANYONE, host_of, require
+from core.api.access import host_of
 
 
 async def list_providers(request: Request) -> Response:
-    require(request, ANYONE)
     host = host_of(request)
     return JSONResponse({"items": [
         {"name": name, "settings_schema": provider.number_settings_model.model_json_schema()}

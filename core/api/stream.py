@@ -6,27 +6,34 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from core.api.access import ANYONE, host_of, require
-from core.api.errors import field_error
+from core.api.access import host_of
+from core.api.errors import field_error, validate
 
 POLL_SECONDS = 1.0  # also picks up events written by other processes
 HEARTBEAT_SECONDS = 15.0
+RESUME_HEADER = "Last-Event-ID"
+
+
+class EventsQuery(BaseModel):
+    last_event_id: int | None = Field(default=None, ge=0, description=(
+        f"For clients that cannot set the `{RESUME_HEADER}` header; the header wins when both are sent."))
 
 
 async def events(request: Request) -> Response:
     """Without `Last-Event-ID` (header, or `?last_event_id=` for clients that cannot set headers)
     the stream starts with what happens next; with it, every stored event after that id first."""
-    require(request, ANYONE)
     bus = host_of(request).events
-    given = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if given is not None and not given.isdigit():
-        raise field_error("Last-Event-ID", "expected an event id (a whole number)")
+    header = request.headers.get(RESUME_HEADER)
+    if header is not None and not header.isdigit():
+        raise field_error(RESUME_HEADER, "expected an event id (a whole number)")
+    given = int(header) if header is not None else validate(EventsQuery, dict(request.query_params)).last_event_id
     waiter = bus.subscribe()
     try:
-        last = int(given) if given is not None else await bus.last_id()
+        last = given if given is not None else await bus.last_id()
     except BaseException:
         bus.unsubscribe(waiter)
         raise
