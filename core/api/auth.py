@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.api.access import host_of, signed_in
 from core.api.errors import ApiError, json_body
-from core.auth.passwords import DUMMY_HASH, verify_password
+from core.auth.passwords import dummy_hash, verify_password
 from core.auth.sessions import COOKIE_NAME, SESSION_LIFETIME, LoginLimiter, close_session, open_session
 from core.storage.models import User, UserSession
 
@@ -38,7 +38,7 @@ async def sign_in(request: Request, limiter: LoginLimiter, username: str, passwo
         raise ApiError(429, "rate_limited", "too many failed logins; try again later",
                        headers={"Retry-After": str(int(wait) + 1)})
     user = await User.get_or_none(username=username)
-    if not verify_password(user.password_hash if user else DUMMY_HASH, password) or user is None:
+    if not verify_password(user.password_hash if user else dummy_hash(), password) or user is None:
         limiter.failed(username, ip)
         log.warning("login failed for %r from %s", username, ip)
         raise ApiError(401, "bad_credentials", "wrong username or password")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -22,5 +24,9 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-# A hash to verify against when the user does not exist, so both cases take the same time.
-DUMMY_HASH = hash_password("hookline-no-such-user")
+@cache
+def dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so both cases take the same time.
+    Made on the first failed lookup, not at import: hashing costs a quarter of a second, which
+    every process start and CLI command would pay."""
+    return hash_password("hookline-no-such-user")
