@@ -53,6 +53,8 @@ class DatabaseConfig(_Section):
 
 
 class QueueConfig(_Section):
+    # auto: pgqueuer on PostgreSQL (scale mode), the embedded queue on SQLite
+    backend: Literal["auto", "embedded", "pgqueuer"] = "auto"
     concurrency: int = Field(default=8, ge=1, le=256)
     max_attempts: int = Field(default=10, ge=1)
     backoff_base_seconds: float = Field(default=1.0, gt=0)
@@ -127,6 +129,12 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     """A validated configuration."""
+
+    @property
+    def queue_backend(self) -> Literal["embedded", "pgqueuer"]:
+        if self.queue.backend != "auto":
+            return self.queue.backend
+        return "embedded" if self.database.url.startswith("sqlite://") else "pgqueuer"
 
     path: Path
     server: ServerConfig
@@ -238,6 +246,10 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
                 plugin_settings[name] = model.model_validate({})
             except ValidationError as exc:
                 problems.extend(_problems_from(exc, f"plugins.{name}", model, show_input=False))
+
+    queue_section, database_section = sections.get("queue"), sections.get("database")
+    if queue_section and database_section and queue_section.backend == "pgqueuer" and database_section.url.startswith("sqlite://"):
+        problems.append(Problem("queue.backend", "pgqueuer needs a PostgreSQL [database] url (it is sqlite://…); use \"auto\" or \"embedded\""))
 
     numbers: list[Number] = []
     seen_ids: set[str] = set()

@@ -12,7 +12,8 @@ from core.jobs import dead_handlers, job_handlers
 from core.numbers import sync_config_numbers
 from core.runtime import Runtime
 from core.storage.database import close_storage, open_storage, prepare_schema
-from core.worker import Worker
+from core.queue import Consumer
+from core.worker import JobRunner
 
 log = logging.getLogger("hookline")
 
@@ -23,7 +24,7 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIte
     other processes (`serve --no-queue` beside `hookline worker`)."""
     host, settings = runtime.host, runtime.settings
     await open_storage(settings.database.url)
-    worker: Worker | None = None
+    worker: Consumer | None = None
     refresher: asyncio.Task[None] | None = None
     try:
         await prepare_schema(settings.database.url)
@@ -31,13 +32,14 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIte
         await host.api_numbers.refresh()
         await runtime.dispatch.notify("on_startup", host=host)
         if run_workers:
-            worker = Worker(host.queue, job_handlers(host), settings.queue, dead_handlers(host))
+            worker = host.queue.consumer(JobRunner(host.queue, job_handlers(host), settings.queue, dead_handlers(host)))
             worker.start()
         refresher = asyncio.get_running_loop().create_task(host.api_numbers.keep_fresh(), name="hookline-numbers")
         log.info(
-            "hookline %s ready: %d number(s), plugins: %s, storage: %s, queue workers: %s",
+            "hookline %s ready: %d number(s), plugins: %s, storage: %s, queue: %s, queue workers: %s",
             role, len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
-            settings.database.url.split("://", 1)[0], settings.queue.concurrency if run_workers else "off",
+            settings.database.url.split("://", 1)[0], settings.queue_backend,
+            settings.queue.concurrency if run_workers else "off",
         )
         yield
     finally:

@@ -1,5 +1,9 @@
 """The durable work queue: its interface, and the embedded implementation on the job table.
 
+Scale mode's implementation (PostgreSQL, pgqueuer) is core/pgqueue.py; both keep jobs as rows of
+`hookline_job` and share their bookkeeping (`JobRows`), and tests/test_queue.py runs the same
+conformance tests against each.
+
 Guarantees (the port's contract, shared by every implementation):
 
 * a job is enqueued inside the caller's transaction, so it exists exactly when the row it is about
@@ -7,7 +11,9 @@ Guarantees (the port's contract, shared by every implementation):
 * jobs with the same ``ordering_key`` run one at a time, in enqueue order, even across retries;
   jobs with different keys run concurrently;
 * a claimed job holds a lease that its worker renews; a crashed worker's jobs are claimed again once
-  their lease runs out (at-least-once).
+  their lease runs out (at-least-once);
+* a job enqueued with a ``dedupe_key`` that a job still to run already has is not enqueued again
+  (sends use ``send:<message id>``).
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
 from core.storage.models import Job
 from core.storage.sql import from_json, query, to_json
+
+if TYPE_CHECKING:
+    from core.worker import JobRunner
 
 
 def now_ms() -> int:
@@ -37,8 +46,16 @@ class ClaimedJob:
     attempts: int  # including this one
 
 
+class Consumer(Protocol):
+    """What runs a queue's jobs in a process (`serve`, `hookline worker`)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self, grace_seconds: float = 10.0) -> None: ...
+
+
 class WorkQueue(Protocol):
-    """What the pipeline, the host and the worker need from a queue."""
+    """What the pipeline, the host and the job runner need from a queue."""
 
     async def enqueue(
         self,
@@ -47,14 +64,13 @@ class WorkQueue(Protocol):
         payload: dict[str, Any],
         *,
         ordering_key: str | None = None,
+        dedupe_key: str | None = None,
         delay_seconds: float = 0,
     ) -> None: ...
 
     def wake(self) -> None: ...
 
-    async def wait(self, timeout: float) -> None: ...
-
-    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]: ...
+    def consumer(self, runner: JobRunner) -> Consumer: ...
 
     async def extend(self, job_ids: list[int], lease_seconds: float) -> None: ...
 
@@ -68,12 +84,41 @@ class WorkQueue(Protocol):
 
 
 _ENQUEUE = (  # on every webhook: written once, not built by the ORM each time
-    "INSERT INTO hookline_job (kind, payload, ordering_key, state, attempts, run_at_ms, created_at)"
-    " VALUES (?, ?, ?, 'ready', 0, ?, ?)"
+    "INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at)"
+    " VALUES (?, ?, ?, ?, 'ready', 0, ?, ?)"
+    " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
 )
 
 
-class EmbeddedQueue:
+class JobRows:
+    """The job table's bookkeeping, the same on both queues: leases, done, retry, dead, give back."""
+
+    async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
+        if job_ids:
+            await Job.filter(id__in=job_ids, state="running").update(locked_until_ms=now_ms() + int(lease_seconds * 1000))
+
+    async def complete(self, job_id: int) -> None:
+        await Job.filter(id=job_id).delete()
+
+    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None:
+        await Job.filter(id=job_id).update(
+            state="ready", run_at_ms=now_ms() + int(delay_seconds * 1000), locked_until_ms=None, last_error=error[:4000]
+        )
+
+    async def bury(self, job_id: int, error: str) -> None:
+        await Job.filter(id=job_id).update(state="dead", locked_until_ms=None, last_error=error[:4000])
+
+    async def release(self, job_ids: list[int]) -> None:
+        """Give jobs back untouched (graceful shutdown): they do not count as an attempt."""
+        for job_id in job_ids:
+            await query(
+                get_connection("default"),
+                "UPDATE hookline_job SET state = 'ready', locked_until_ms = NULL, attempts = attempts - 1 WHERE id = ? AND state = 'running'",
+                [job_id],
+            )
+
+
+class EmbeddedQueue(JobRows):
     """Jobs as rows in hookline's own database (SQLite by default; PostgreSQL works too)."""
 
     def __init__(self) -> None:
@@ -87,16 +132,22 @@ class EmbeddedQueue:
         payload: dict[str, Any],
         *,
         ordering_key: str | None = None,
+        dedupe_key: str | None = None,
         delay_seconds: float = 0,
     ) -> None:
         """A delayed job with an ordering key holds its key until it runs: give timers none."""
         await query(connection, _ENQUEUE, [
-            kind, to_json(payload), ordering_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
+            kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
         ])
 
     def wake(self) -> None:
         """Tell local workers there is work (call after the enqueuing transaction committed)."""
         self._wakeup.set()
+
+    def consumer(self, runner: JobRunner) -> Consumer:
+        from core.worker import Worker  # the worker module builds on this one
+
+        return Worker(self, runner)
 
     async def wait(self, timeout: float) -> None:
         try:
@@ -134,27 +185,3 @@ class EmbeddedQueue:
             )
         jobs = [ClaimedJob(row["id"], row["kind"], from_json(row["payload"]), row["attempts"]) for row in claimed]
         return sorted(jobs, key=lambda job: job.id)
-
-    async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
-        if job_ids:
-            await Job.filter(id__in=job_ids, state="running").update(locked_until_ms=now_ms() + int(lease_seconds * 1000))
-
-    async def complete(self, job_id: int) -> None:
-        await Job.filter(id=job_id).delete()
-
-    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None:
-        await Job.filter(id=job_id).update(
-            state="ready", run_at_ms=now_ms() + int(delay_seconds * 1000), locked_until_ms=None, last_error=error[:4000]
-        )
-
-    async def bury(self, job_id: int, error: str) -> None:
-        await Job.filter(id=job_id).update(state="dead", locked_until_ms=None, last_error=error[:4000])
-
-    async def release(self, job_ids: list[int]) -> None:
-        """Give jobs back untouched (graceful shutdown): they do not count as an attempt."""
-        for job_id in job_ids:
-            await query(
-                get_connection("default"),
-                "UPDATE hookline_job SET state = 'ready', locked_until_ms = NULL, attempts = attempts - 1 WHERE id = ? AND state = 'running'",
-                [job_id],
-            )

@@ -14,7 +14,7 @@ from core.host import Host
 from core.plugins import Catalog, PluginError, PluginInfo, build_manager, discover, explicit
 from core.keys import SecretKey
 from core.media import MediaStore
-from core.queue import EmbeddedQueue
+from core.queue import EmbeddedQueue, WorkQueue
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,16 @@ def build_runtime(
     data_dir = Path(settings.server.data_dir)
     key = SecretKey(data_dir, env)
     media = MediaStore(data_dir / "media", key, settings.server.public_url, settings.media.url_ttl_seconds)
-    host = Host(settings, dispatch, EmbeddedQueue(), media, key)
+    host = Host(settings, dispatch, _queue_for(settings), media, key)
     return Runtime(settings, available, dispatch, host)
+
+
+def _queue_for(settings: Settings) -> WorkQueue:
+    if settings.queue_backend == "pgqueuer":
+        from core.pgqueue import PgQueue  # pgqueuer is not imported on the embedded default
+
+        return PgQueue(settings.database.url)
+    return EmbeddedQueue()
 
 
 def _plugin_modules(config_path: Path, env: Mapping[str, str]) -> list[str]:

@@ -79,7 +79,8 @@ async def _store_outbound(
             status_at=datetime.now(UTC),
             using_db=connection,
         )
-        await host.queue.enqueue(connection, "send", {"message_id": message.id}, ordering_key=outbound_key(conversation.id))
+        await host.queue.enqueue(connection, "send", {"message_id": message.id}, ordering_key=outbound_key(conversation.id),
+                                 dedupe_key=f"send:{message.id}")
         await events.record(connection, events.message_created(message.id, conversation.id))
     return message
 

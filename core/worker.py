@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from core.config import QueueConfig
-from core.queue import ClaimedJob, WorkQueue
+from core.queue import ClaimedJob, EmbeddedQueue, WorkQueue
 
 log = logging.getLogger("hookline.worker")
 
@@ -31,11 +31,9 @@ def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-class Worker:
-    """Pulls jobs from a queue and runs the handler registered for each job's kind.
-
-    `on_dead` handlers run when a job has used all its attempts (a send ends `failed`).
-    """
+class JobRunner:
+    """Runs one claimed job: its handler, then done, retried with backoff, or buried after its
+    last attempt (its dead handler first). Shared by every queue's consumer."""
 
     def __init__(
         self,
@@ -48,6 +46,54 @@ class Worker:
         self.handlers = dict(handlers)
         self.on_dead = dict(on_dead or {})
         self.config = config
+
+    async def run(self, job: ClaimedJob) -> None:
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for job kind {job.kind!r}")
+            await handler(job.payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(job, exc)
+            return
+        try:
+            await self.queue.complete(job.id)
+        except Exception as exc:  # it ran; if this is lost the job runs again (at-least-once)
+            log.warning("job %s ran but could not be marked done: %s", job.id, exc)
+
+    async def _failed(self, job: ClaimedJob, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if job.attempts >= self.config.max_attempts:
+            log.error("job %s (%s) gave up after %d attempts: %s", job.id, job.kind, job.attempts, reason)
+            dead = self.on_dead.get(job.kind)
+            try:
+                if dead is not None:
+                    await dead(job.payload, reason)
+                await self.queue.bury(job.id, reason)
+            except Exception:
+                log.exception("job %s could not be buried", job.id)
+            return
+        delay = exc.delay if isinstance(exc, RetryLater) and exc.delay is not None else None
+        if delay is None:
+            delay = backoff_delay(job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds)
+        level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
+        log.log(level, "job %s (%s) attempt %d failed, retrying in %.1fs: %s", job.id, job.kind, job.attempts, delay, reason,
+                exc_info=not isinstance(exc, RetryLater))
+        try:
+            await self.queue.retry(job.id, delay, reason)
+        except Exception as retry_exc:  # the lease will run out and the job comes back
+            log.warning("job %s could not be rescheduled: %s", job.id, retry_exc)
+
+
+class Worker:
+    """The embedded queue's consumer: claims due jobs in a loop and keeps their leases fresh."""
+
+    def __init__(self, queue: EmbeddedQueue, runner: JobRunner) -> None:
+        self.queue = queue
+        self.runner = runner
+        self.config = runner.config
         self._running: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -95,7 +141,7 @@ class Worker:
                 await self.queue.release([job.id for job in jobs])
                 return
             for job in jobs:
-                task = asyncio.create_task(self._run(job), name=f"hookline-job-{job.id}")
+                task = asyncio.create_task(self.runner.run(job), name=f"hookline-job-{job.id}")
                 self._running[job.id] = task
                 task.add_done_callback(lambda _, job_id=job.id: self._finished(job_id))
             if len(jobs) < free or free <= 0:
@@ -113,42 +159,3 @@ class Worker:
                 await self.queue.extend(list(self._running), self.config.lease_seconds)
             except Exception as exc:
                 log.warning("could not renew job leases: %s", exc)
-
-    async def _run(self, job: ClaimedJob) -> None:
-        handler = self.handlers.get(job.kind)
-        try:
-            if handler is None:
-                raise LookupError(f"no handler for job kind {job.kind!r}")
-            await handler(job.payload)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self._failed(job, exc)
-            return
-        try:
-            await self.queue.complete(job.id)
-        except Exception as exc:  # it ran; if this is lost the job runs again (at-least-once)
-            log.warning("job %s ran but could not be marked done: %s", job.id, exc)
-
-    async def _failed(self, job: ClaimedJob, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        if job.attempts >= self.config.max_attempts:
-            log.error("job %s (%s) gave up after %d attempts: %s", job.id, job.kind, job.attempts, reason)
-            dead = self.on_dead.get(job.kind)
-            try:
-                if dead is not None:
-                    await dead(job.payload, reason)
-                await self.queue.bury(job.id, reason)
-            except Exception:
-                log.exception("job %s could not be buried", job.id)
-            return
-        delay = exc.delay if isinstance(exc, RetryLater) and exc.delay is not None else None
-        if delay is None:
-            delay = backoff_delay(job.attempts, self.config.backoff_base_seconds, self.config.backoff_max_seconds)
-        level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
-        log.log(level, "job %s (%s) attempt %d failed, retrying in %.1fs: %s", job.id, job.kind, job.attempts, delay, reason,
-                exc_info=not isinstance(exc, RetryLater))
-        try:
-            await self.queue.retry(job.id, delay, reason)
-        except Exception as retry_exc:  # the lease will run out and the job comes back
-            log.warning("job %s could not be rescheduled: %s", job.id, retry_exc)

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-TABLES = "hookline_event, hookline_api_token, hookline_user_session, hookline_user, hookline_job, hookline_status_event, hookline_message, hookline_conversation, hookline_contact, hookline_number"
+TABLES = "pgqueuer, pgqueuer_log, pgqueuer_statistics, hookline_lane, hookline_event, hookline_api_token, hookline_user_session, hookline_user, hookline_job, hookline_status_event, hookline_message, hookline_conversation, hookline_contact, hookline_number"
 
 
 @pytest.fixture
@@ -86,6 +86,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path, postgres_url: str | N
     """A clean, possibly unmigrated, database on each backend."""
     if request.param == "sqlite":
         return f"sqlite://{tmp_path}/hookline.sqlite3"
+    return clean_postgres(postgres_url)
+
+
+def clean_postgres(postgres_url: str | None) -> str:
+    """The session's PostgreSQL database, emptied; skips the test when there is none."""
     if postgres_url is None:
         pytest.skip("PostgreSQL not reachable (set DATABASE_URL, or HOOKLINE_REQUIRE_POSTGRES=1 to fail)")
     asyncio.run(_truncate(postgres_url))

@@ -78,18 +78,33 @@ async def close_storage() -> None:
     EXECUTOR_CACHE.clear()
 
 
+QUEUE_SCHEMA = "pgqueuer schema"  # on PostgreSQL, migrated with hookline's own tables
+
+
 async def pending_migrations(url: str) -> list[str]:
     """Names of migrations not yet applied (storage must be open)."""
     apps = tortoise_config(url)["apps"]
     executor = MigrationExecutor(get_connection("default"), apps)
-    return [f"{step.migration.app_label}.{step.migration.name}" for step in await executor.plan() if not step.backward]
+    pending = [f"{step.migration.app_label}.{step.migration.name}" for step in await executor.plan() if not step.backward]
+    if not is_sqlite(url):
+        from core.pgqueue import queue_schema_installed
+
+        if not await queue_schema_installed(url):
+            pending.append(QUEUE_SCHEMA)
+    return pending
 
 
 async def migrate(url: str) -> list[str]:
-    """Apply pending migrations; return their names. Storage must be open."""
+    """Apply pending migrations; return their names. Storage must be open. On PostgreSQL this
+    also installs (or upgrades) pgqueuer's schema, which scale mode's queue runs on."""
     pending = await pending_migrations(url)
-    if pending:
+    if any(name != QUEUE_SCHEMA for name in pending):
         await MigrationExecutor(get_connection("default"), tortoise_config(url)["apps"]).migrate()
+    if not is_sqlite(url):
+        from core.pgqueue import install_queue_schema
+
+        await install_queue_schema(url)
+    if pending:
         log.info("applied migrations: %s", ", ".join(pending))
     return pending
 

@@ -142,12 +142,14 @@ class StatusEvent(Model):
 
 
 class Job(Model):
-    """A unit of work on the embedded queue. Rows are deleted when done, dead ones are kept."""
+    """A unit of work on the queue (either one). Rows are deleted when done, dead ones are kept."""
 
     id = fields.BigIntField(primary_key=True)
     kind = fields.CharField(max_length=64)
     payload = fields.JSONField(default=dict)
     ordering_key = fields.CharField(max_length=128, null=True, db_index=True)
+    # Unique among jobs still to run (a partial index, migration 0008): enqueueing it twice runs it once.
+    dedupe_key = fields.CharField(max_length=128, null=True)
     state = fields.CharField(max_length=16, default="ready", db_index=True)  # ready, running, dead
     attempts = fields.IntField(default=0)
     # Epoch milliseconds: compared in SQL on every claim, identically on SQLite and PostgreSQL.
@@ -158,6 +160,16 @@ class Job(Model):
 
     class Meta:
         table = "hookline_job"
+
+
+class Lane(Model):
+    """A lane of scale mode's queue (core/pgqueue.py) that has work or a worker draining it."""
+
+    lane = fields.CharField(primary_key=True, max_length=160)
+    touched_at = fields.DatetimeField()
+
+    class Meta:
+        table = "hookline_lane"
 
 
 class User(Model):
