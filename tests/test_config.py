@@ -155,3 +155,14 @@ def test_shipped_config_is_valid():
 
     settings = load_settings(root / "config" / "hookline.toml", Catalog(discover()), {})
     assert settings.database.url.startswith("sqlite://")
+
+
+def test_the_queue_backend_follows_the_database_unless_told_and_pgqueuer_needs_postgres(tmp_path):
+    def settings(text: str):
+        return load_settings(write(tmp_path, text), CATALOG, {})
+
+    assert settings("").queue_backend == "embedded"
+    assert settings('[database]\nurl = "postgres://u@h:5432/db"\n').queue_backend == "pgqueuer"
+    assert settings('[database]\nurl = "postgres://u@h:5432/db"\n[queue]\nbackend = "embedded"\n').queue_backend == "embedded"
+    [problem] = problems(write(tmp_path, '[queue]\nbackend = "pgqueuer"\n'))
+    assert problem.startswith(f"{tmp_path / 'hookline.toml'}: queue.backend: pgqueuer needs a PostgreSQL")
