@@ -140,8 +140,9 @@ def serving(config: Path, cwd: Path, *extra: str, healthy_within: float = 15) ->
 # --------------------------------------------------------------------------- tests
 
 
-def test_default_config_is_healthy_within_two_seconds_and_stops_cleanly_on_sigterm(tmp_path):
-    with serving(DEFAULT_CONFIG, tmp_path, healthy_within=2.0) as server:  # fails past 2 s from spawn
+def test_default_config_becomes_healthy_and_stops_cleanly_on_sigterm(tmp_path):
+    """How fast it starts is the benchmark's to say (bench: the `startup` case), not a timed test's."""
+    with serving(DEFAULT_CONFIG, tmp_path) as server:
         assert httpx.get(f"{server.url}/readyz", timeout=5).json() == {"status": "ready", "storage": "ok"}
         code = server.stop()
         assert code == 0, f"exit status {code} after SIGTERM:\n{server.output()}"
