@@ -31,7 +31,12 @@
   function thread() { return document.getElementById("messages"); }
   function scrollThread() {
     const list = thread();
-    if (list) { list.scrollTop = list.scrollHeight; list.lastElementChild && list.lastElementChild.scrollIntoView({block: "end"}); }
+    if (!list) return;
+    list.scrollTop = list.scrollHeight; // side by side: the list scrolls
+    // One column (phones): the page scrolls; its end shows the newest message just above the
+    // composer (scrolling the message into view would leave it under the sticky composer).
+    const page = document.scrollingElement;
+    if (page.scrollHeight > window.innerHeight) window.scrollTo(0, page.scrollHeight);
   }
 
   // ---------------------------------------------------------------- live events
