@@ -15,9 +15,10 @@ from core.api.access import host_of
 from core.api.errors import field_error, validate
 
 HEARTBEAT_SECONDS = 15.0
-#: Rows held behind an older open transaction are read again after this, doubling up to the
-#: bus's poll interval: the transaction that releases them may write no event (so notify nobody).
+#: Rows held behind an older open transaction are read again after this, doubling up to
+#: `HELD_RETRY_MAX_SECONDS`: the transaction that releases them may write no event (so notify nobody).
 HELD_RETRY_SECONDS = 0.02
+HELD_RETRY_MAX_SECONDS = 1.0
 RESUME_HEADER = "Last-Event-ID"
 MAX_EVENT_ID = 2**63 - 1  # the column is a BIGINT: larger is no event, and no query can hold it
 
@@ -62,8 +63,8 @@ async def events(request: Request) -> Response:
                 if await request.is_disconnected():
                     return
                 if page.held:
-                    timeout = min(held_retry, bus.poll_seconds)
-                    held_retry = min(held_retry * 2, bus.poll_seconds)
+                    timeout = held_retry
+                    held_retry = min(held_retry * 2, HELD_RETRY_MAX_SECONDS)
                 else:
                     timeout, held_retry = bus.poll_seconds, HELD_RETRY_SECONDS
                 timeout = max(0.0, min(timeout, last_sent + HEARTBEAT_SECONDS - time.monotonic()))
