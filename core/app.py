@@ -35,7 +35,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(runtime, run_workers=run_workers, role="server"):
+        async with running(runtime, run_workers=run_workers, role="server", live_events=True):
             yield
 
     async def healthz(request: Request) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Live events for browsers: rows of `hookline_event` plus an in-process wake-up.
+"""Live events for browsers: rows of `hookline_event` plus a wake-up for the streams that read them.
 
 An event row is small — its kind and the ids it is about — and is written in the same
 transaction as the change it describes (the webhook intake writes its own with raw SQL), so a
@@ -6,12 +6,26 @@ committed message always has its event and a rolled-back one never does. Rows ar
 they are read: a `message.created` becomes the message as the API shows it, a `message.status`
 the message's status now (statuses only move forward), a `conversation.updated` the conversation.
 
-The id orders the stream and is the SSE `id:`. Subscribers in this process are woken at once;
-SSE streams also look for new rows every second, which is how events written by other processes
-(another `serve` worker, `hookline send`) arrive. A client that reconnects with `Last-Event-ID`
-gets every row after that id. Known limit: on PostgreSQL two transactions can commit their events
-out of id order, so a client resuming exactly between them can miss the earlier one (scale mode's
-LISTEN/NOTIFY resync is where that is closed).
+Order and resume (core/event_log.py). On PostgreSQL two transactions can commit their events out
+of id order, so delivering "id > last" could skip a row committed late. Of the ways to close that
+exactly, hookline takes a cursor over (transaction id, event id) read below the snapshot horizon:
+no row can appear below the horizon later, so no reader, live or resuming, ever skips one, and
+every reader sees the same order. A read costs about what the old `id > last` read did; a row
+stored behind an older open transaction waits until it ends (milliseconds; a transaction left
+open in this database holds live events back, never writes). Serialising id assignment with
+commit order instead (an advisory lock from the event INSERT to COMMIT) would queue every
+event-writing transaction of every instance behind one lock held across client round trips, so
+one stalled process would stall every instance's webhook intake (costs measured in
+docs/architecture.md). SQLite serialises writers, so ids are already in commit order there. SSE
+ids stay event ids; a resuming client is put back at its event's cursor.
+
+Wake-ups: this process's writers wake the bus after they commit. On PostgreSQL every storing
+transaction also notifies (a trigger on `hookline_event`, delivered only on commit), and one
+dedicated connection per process listens (core/event_listener.py), so other instances' events
+arrive at once; after a drop it reconnects and wakes every stream to re-read from its cursor.
+Streams still re-read on a timer as a fallback: every `FALLBACK_POLL_SECONDS` while the listener
+is up, every `POLL_SECONDS` without one (SQLite, where `hookline send` and other `serve` workers
+write the same file, or while the listener reconnects).
 """
 
 from __future__ import annotations
@@ -24,11 +38,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
+from core import event_log
 from core.api.views import conversation_json, message_json
-from core.storage.models import Conversation, Event, Message
+from core.event_log import Cursor, StoredEvent
 from core.inbox import unread_counts
+from core.storage.models import Conversation, Message
 from core.storage.sql import query, to_json
 
 log = logging.getLogger("hookline.events")
@@ -61,6 +78,13 @@ async def record(connection: BaseDBAsyncClient, events: Iterable[EventRef]) -> N
         await query(connection, _INSERT, [kind, to_json(data), now])
 
 
+#: How often a stream re-reads without a wake-up: with no listener (SQLite, or PostgreSQL while
+#: the listener reconnects), this is how other processes' events arrive.
+POLL_SECONDS = 1.0
+#: The same while the listener is up: only a safety net, since every commit notifies.
+FALLBACK_POLL_SECONDS = 15.0
+
+
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
     id: int
@@ -68,9 +92,18 @@ class LiveEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class LivePage:
+    events: list[LiveEvent]
+    cursor: Cursor  # where the next read continues (past rows whose subject is gone, too)
+    held: bool  # committed rows wait behind an older open transaction: read again soon
+
+
 class EventBus:
     def __init__(self) -> None:
         self._waiters: set[asyncio.Event] = set()
+        #: Set by core/event_listener.py while its LISTEN connection is up.
+        self.listening = False
 
     async def emit(self, events: Iterable[EventRef]) -> None:
         """Store events in their own transaction and wake subscribers, for changes already
@@ -98,14 +131,22 @@ class EventBus:
     def unsubscribe(self, waiter: asyncio.Event) -> None:
         self._waiters.discard(waiter)
 
-    async def after(self, last_id: int, limit: int = 500) -> tuple[list[LiveEvent], int]:
-        """Events after `last_id`, and the id to continue from (past rows whose subject is gone)."""
-        rows = await Event.filter(id__gt=last_id).order_by("id").limit(limit)
-        return await _render(rows), (rows[-1].id if rows else last_id)
+    @property
+    def poll_seconds(self) -> float:
+        """How long a stream may sleep without a wake-up before it reads again."""
+        return FALLBACK_POLL_SECONDS if self.listening else POLL_SECONDS
 
-    async def last_id(self) -> int:
-        row = await Event.all().order_by("-id").first()
-        return row.id if row else 0
+    async def start_cursor(self, last_event_id: int | None) -> Cursor:
+        """Where a stream begins: after the event a resuming client saw, else at the live edge."""
+        connection = get_connection("default")
+        if last_event_id is None:
+            return await event_log.live_edge(connection)
+        return await event_log.resume_point(connection, last_event_id)
+
+    async def after(self, cursor: Cursor, limit: int = 500) -> LivePage:
+        """Deliverable events after `cursor`, rendered, and the cursor to continue from."""
+        page = await event_log.read_after(get_connection("default"), cursor, limit)
+        return LivePage(await _render(page.events), page.cursor, page.held)
 
     # -- for callers outside a storing transaction
 
@@ -122,7 +163,7 @@ class EventBus:
         await self.emit([(NUMBER_STATE, {"number_id": number_id, "state": state, "state_detail": detail})])
 
 
-async def _render(rows: list[Event]) -> list[LiveEvent]:
+async def _render(rows: list[StoredEvent]) -> list[LiveEvent]:
     """Rows as clients see them: ids replaced by what they name, read in two batched queries."""
     message_ids = {row.data["message_id"] for row in rows if "message_id" in row.data}
     conversation_ids = {row.data["conversation_id"] for row in rows if "conversation_id" in row.data}
@@ -146,5 +187,5 @@ async def _render(rows: list[Event]) -> list[LiveEvent]:
             conversation = conversations.get(row.data["conversation_id"])
             data = {"conversation": conversation_json(conversation, conversation.contact, unread[conversation.id])} if conversation else None
         if data is not None:  # what an event names may have been deleted since
-            rendered.append(LiveEvent(row.id, row.kind, data))
+            rendered.append(LiveEvent(row.cursor.id, row.kind, data))
     return rendered

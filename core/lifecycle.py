@@ -1,5 +1,6 @@
 """Starting and stopping what a server or worker process runs: storage, numbers, plugins, the
-queue workers and the numbers refresher — in that order, and back in reverse."""
+queue workers, the numbers refresher and (a server on PostgreSQL) the live-events listener — in
+that order, and back in reverse."""
 
 from __future__ import annotations
 
@@ -8,24 +9,29 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from tortoise.connection import get_connection
+
+from core.event_listener import EventListener, connect_like
 from core.jobs import dead_handlers, job_handlers
 from core.numbers import sync_config_numbers
 from core.runtime import Runtime
-from core.storage.database import close_storage, open_storage, prepare_schema
 from core.queue import Consumer
+from core.storage.database import close_storage, is_sqlite, open_storage, prepare_schema
 from core.worker import JobRunner
 
 log = logging.getLogger("hookline")
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIterator[None]:
+async def running(runtime: Runtime, *, run_workers: bool, role: str, live_events: bool = False) -> AsyncIterator[None]:
     """Everything a process needs while the block runs. `run_workers=False` leaves the queue to
-    other processes (`serve --no-queue` beside `hookline worker`)."""
+    other processes (`serve --no-queue` beside `hookline worker`); `live_events` is for a process
+    that serves event streams, which on PostgreSQL then keeps a LISTEN connection of its own."""
     host, settings = runtime.host, runtime.settings
     await open_storage(settings.database.url)
     worker: Consumer | None = None
     refresher: asyncio.Task[None] | None = None
+    listener: EventListener | None = None
     try:
         await prepare_schema(settings.database.url)
         await sync_config_numbers(settings.numbers)
@@ -35,6 +41,9 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIte
             worker = host.queue.consumer(JobRunner(host.queue, job_handlers(host), settings.queue, dead_handlers(host)))
             worker.start()
         refresher = asyncio.get_running_loop().create_task(host.api_numbers.keep_fresh(), name="hookline-numbers")
+        if live_events and not is_sqlite(settings.database.url):
+            listener = EventListener(host.events, connect_like(get_connection("default")))
+            await listener.start()
         log.info(
             "hookline %s ready: %d number(s), plugins: %s, storage: %s, queue: %s, queue workers: %s",
             role, len(host.numbers), ", ".join(settings.enabled_plugins) or "none",
@@ -43,6 +52,8 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIte
         )
         yield
     finally:
+        if listener is not None:
+            await listener.stop()
         if refresher is not None:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

@@ -175,3 +175,56 @@ class Inbox:
     @hookimpl
     async def on_status_update(self, event: Any) -> None:
         self.statuses.append(event.status.value)
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Parsed Server-Sent Events (`id`, `event`, `data` as JSON) from a streaming response."""
+    event: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "data" in event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[name] = json.loads(value) if name == "data" else value
+
+
+class EventStream:
+    """`GET /api/events` read in the background: `events` fills up as they arrive, each with the
+    `time.monotonic()` of its arrival under "at"."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> None:
+        self.client, self.headers = client, dict(headers)
+        self.events: list[dict[str, Any]] = []
+        self._open = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "EventStream":
+        self._task = asyncio.create_task(self._read())
+        opened = asyncio.ensure_future(self._open.wait())
+        await asyncio.wait([opened, self._task], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        opened.cancel()
+        if self._task.done():
+            await self._task  # raises what went wrong
+        assert self._open.is_set(), "the event stream did not open"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _read(self) -> None:
+        async with self.client.stream("GET", "/api/events", headers=self.headers) as response:
+            assert response.status_code == 200, response.status_code
+            self._open.set()
+            async for event in sse_events(response):
+                self.events.append({**event, "at": time.monotonic()})
+
+    def kinds(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] == kind]
+
+    async def wait_for(self, check: Callable[[list[dict[str, Any]]], bool], timeout: float) -> None:
+        await eventually(lambda: check(self.events), timeout=timeout)

@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('hookline', '0005_conversation_read_marker')]
+    dependencies = [('hookline', '0007_event_cursor')]
 
     initial = False
 
