@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.interpolate import interpolate
-from core.types import Number
+from core.limits import LimitSetting, over_cap
+from core.types import Number, ProviderLimits
 
 DEFAULT_CONFIG_PATH = Path("config/hookline.toml")
 CONFIG_ENV_VAR = "HOOKLINE_CONFIG"
@@ -61,6 +62,9 @@ class QueueConfig(_Section):
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # A send waits this long at most inside its job for its rate-limit slot; a later slot gives
+    # the job back to the queue instead (core/ratelimit.py), without using an attempt.
+    rate_limit_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
 
 
 class MediaConfig(_Section):
@@ -86,6 +90,8 @@ class _NumberEntry(_Section):
     phone: str = Field(min_length=1)
     display_name: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: LimitSetting | None = None
+    recipient_rate_limit: LimitSetting | None = None
 
 
 class _File(_Section):
@@ -106,6 +112,8 @@ class PluginCatalog(Protocol):
     def settings_model(self, name: str) -> type[BaseModel] | None: ...
 
     def number_settings_model(self, name: str) -> type[BaseModel] | None: ...
+
+    def rate_limits(self, name: str) -> ProviderLimits: ...
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,13 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
         except ValidationError as exc:
             problems.extend(_problems_from(exc, f"{key}.settings", model, show_input=False))
             continue
-        numbers.append(Number(entry.id, entry.provider, entry.phone, entry.display_name, settings))
+        rate_limit = entry.rate_limit.limit() if entry.rate_limit else None
+        too_fast = over_cap(catalog.rate_limits(entry.provider), entry.provider, rate_limit)
+        if too_fast:
+            problems.append(Problem(f"{key}.rate_limit", too_fast))
+            continue
+        recipient_rate_limit = entry.recipient_rate_limit.limit() if entry.recipient_rate_limit else None
+        numbers.append(Number(entry.id, entry.provider, entry.phone, entry.display_name, settings, rate_limit, recipient_rate_limit))
 
     if problems:
         raise ConfigError(path, _one_problem_per_unset_variable(problems))

@@ -17,6 +17,7 @@ import pluggy
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from core.limits import DEFAULT_PROVIDER_LIMITS
 from core.types import (
     DeliveryStatus,
     Media,
@@ -24,6 +25,7 @@ from core.types import (
     OutboundMessage,
     PairingCode,
     ParsedWebhook,
+    ProviderLimits,
     SendResult,
     SimulatedWebhook,
     StatusUpdate,
@@ -64,6 +66,12 @@ class Provider:
     @cached_property
     def number_settings_model(self) -> type[BaseModel]:
         return self._call("provider_number_settings_model")
+
+    @cached_property
+    def rate_limits(self) -> ProviderLimits:
+        """Its declared limits (``provider_rate_limits``), or the core's defaults."""
+        declared = self._call("provider_rate_limits") if self.implements("provider_rate_limits") else None
+        return declared or DEFAULT_PROVIDER_LIMITS
 
     @cached_property
     def routes(self) -> Sequence[WebhookRoute]:

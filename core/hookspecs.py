@@ -6,7 +6,8 @@ specs below. An implementation takes only the arguments it needs, so specs can g
 Three kinds of hook:
 
 * **Contributions** (``plugin_*``, ``provider_*_model``, ``provider_webhook_routes``,
-  ``provider_status_map``): plain functions the core calls once, at boot, on one plugin.
+  ``provider_status_map``, ``provider_rate_limits``): plain functions the core calls once, at
+  boot, on one plugin.
 * **Provider actions** (``provider_verify``, ``provider_parse``, ``provider_send_text`` …): the core
   calls them on *one* provider plugin only, the one that owns the number or route. Never write
   "return None if this is not for me": it will not be asked.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         OutboundMessage,
         PairingCode,
         ParsedWebhook,
+        ProviderLimits,
         SendResult,
         SimulatedWebhook,
         StatusUpdate,
@@ -88,6 +90,18 @@ def provider_status_map() -> Mapping[str, str]:
     Values must be ``DeliveryStatus`` values (``queued``, ``sent``, ``delivered``, ``read``,
     ``played``, ``failed``); checked at boot. A status the map lacks is kept as an audit event and
     logged, and does not move the message.
+    """
+
+
+@hookspec(firstresult=True)
+def provider_rate_limits() -> ProviderLimits:
+    """How fast this provider's numbers may send, as a declaration. Sync, at boot. Optional.
+
+    ``ProviderLimits(number=RateLimit(…), recipient=RateLimit(…) | None, max_per_second=… | None)``:
+    each number's default limit, the default per customer of one number, and the most a number
+    may be configured to send (a higher ``rate_limit`` is a configuration error). The core enforces
+    them before every send, shared by all instances. Without this hook: 80/s, no cap, no limit
+    per recipient.
     """
 
 

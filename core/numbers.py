@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr, ValidationError
 from tortoise.transactions import in_transaction
 
+from core import limits
 from core.storage.models import NumberRow
 from core.types import Number
 from core.vault import SealedValueError, seal, unseal
@@ -46,6 +47,7 @@ async def sync_config_numbers(numbers: Iterable[Number]) -> None:
                 "phone": number.phone,
                 "display_name": number.display_name,
                 "public_settings": public_settings(number),
+                "rate_limits": limits.to_stored(number.rate_limit, number.recipient_rate_limit),
                 "managed_by_config": True,
             }
             updated = await NumberRow.filter(id=number.id).using_db(connection).update(**values)
@@ -80,10 +82,11 @@ def _is_secret_field(model: type[BaseModel], name: str) -> bool:
 
 
 def number_from_row(row: NumberRow, model: type[BaseModel], secret_key: bytes) -> Number:
-    """The live Number of an API-managed row: public settings plus decrypted secrets, validated."""
+    """The live Number of an API-managed row: public settings plus decrypted secrets, validated, and its own rate limits."""
     data = dict(row.public_settings)
     data.update({name: unseal(secret_key, value) for name, value in row.sealed_settings.items()})
-    return Number(row.id, row.provider, row.phone, row.display_name, model.model_validate(data))
+    rate_limit, recipient_rate_limit = limits.from_stored(row.rate_limits)
+    return Number(row.id, row.provider, row.phone, row.display_name, model.model_validate(data), rate_limit, recipient_rate_limit)
 
 
 class ApiNumbers:

@@ -18,7 +18,8 @@ import pluggy
 from pydantic import BaseModel
 
 from core import hookspecs
-from core.types import DeliveryStatus
+from core.limits import DEFAULT_PROVIDER_LIMITS
+from core.types import DeliveryStatus, ProviderLimits
 
 ENTRY_POINT_GROUP = "hookline"
 
@@ -131,6 +132,12 @@ class Catalog:
     def number_settings_model(self, name: str) -> type[BaseModel] | None:
         return _own_hook(self.available[name].plugin, "provider_number_settings_model")
 
+    def rate_limits(self, name: str) -> ProviderLimits:
+        """The provider's ``provider_rate_limits``, or the core's defaults without one."""
+        declared = _own_hook(self.available[name].plugin, "provider_rate_limits")
+        # Anything else is reported by check_contract once the file is read.
+        return declared if isinstance(declared, ProviderLimits) else DEFAULT_PROVIDER_LIMITS
+
     def commands(self) -> list[tuple[str, Any]]:
         """(plugin name, Command) for every installed plugin's ``register_commands``."""
         return [(name, command) for name, info in self.available.items() for command in _own_hook(info.plugin, "register_commands") or ()]
@@ -184,5 +191,7 @@ def check_contract(manager: pluggy.PluginManager) -> None:
                 wrong = sorted({value for value in status_map.values() if value not in valid})
                 if wrong:
                     problems.append(f"provider {name!r}: provider_status_map maps to unknown statuses {wrong} (expected {sorted(valid)})")
+            if "provider_rate_limits" in implemented and not isinstance(getattr(plugin, "provider_rate_limits")(), ProviderLimits):
+                problems.append(f"provider {name!r}: provider_rate_limits must return core.ProviderLimits")
     if problems:
         raise PluginError("; ".join(problems))

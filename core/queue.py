@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
+from tortoise.expressions import F
 
 from core.storage.models import Job
 from core.storage.sql import from_json, query, to_json
@@ -76,7 +77,10 @@ class WorkQueue(Protocol):
 
     async def complete(self, job_id: int) -> None: ...
 
-    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None: ...
+    async def retry(self, job_id: int, delay_seconds: float, error: str, *, count_attempt: bool = True) -> None:
+        """Make the job ready again after `delay_seconds`. `count_attempt=False` (a postponed job,
+        core.worker.Postpone) gives back the attempt its claim counted, so it costs none."""
+        ...
 
     async def bury(self, job_id: int, error: str) -> None: ...
 
@@ -100,10 +104,14 @@ class JobRows:
     async def complete(self, job_id: int) -> None:
         await Job.filter(id=job_id).delete()
 
-    async def retry(self, job_id: int, delay_seconds: float, error: str) -> None:
-        await Job.filter(id=job_id).update(
-            state="ready", run_at_ms=now_ms() + int(delay_seconds * 1000), locked_until_ms=None, last_error=error[:4000]
-        )
+    async def retry(self, job_id: int, delay_seconds: float, error: str, *, count_attempt: bool = True) -> None:
+        """Attempts are counted when claimed, so not counting this one means giving it back."""
+        values: dict[str, Any] = {
+            "state": "ready", "run_at_ms": now_ms() + int(delay_seconds * 1000), "locked_until_ms": None, "last_error": error[:4000],
+        }
+        if not count_attempt:
+            values["attempts"] = F("attempts") - 1
+        await Job.filter(id=job_id).update(**values)
 
     async def bury(self, job_id: int, error: str) -> None:
         await Job.filter(id=job_id).update(state="dead", locked_until_ms=None, last_error=error[:4000])

@@ -1,19 +1,25 @@
-"""Outbound messages: stored `pending` with their send job, then delivered by a worker."""
+"""Outbound messages: stored `pending` with their send job, then delivered by a worker within the
+rate limits of their number and recipient."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from core import events
+from core import events, limits, ratelimit
+from core.dispatch import Provider
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
-from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, Owner, ProviderError, Template
-from core.worker import RetryLater
+from core.types import (
+    DeliveryStatus, Direction, Interactive, Media, Number, OutboundMessage, Owner, ProviderError, SendResult, Template,
+)
+from core.worker import Postpone, RetryLater
 
 if TYPE_CHECKING:
     from core.host import Host
@@ -91,7 +97,8 @@ def _media_kind(media: Media) -> str:
 
 
 async def deliver(host: Host, message_id: int) -> None:
-    """The `send` job: hand the message to its provider and record what it said."""
+    """The `send` job: wait for its rate-limit slots, hand the message to its provider and record
+    what it said."""
     message = await Message.get_or_none(id=message_id).prefetch_related("conversation__contact")
     if message is None or message.status is not DeliveryStatus.PENDING or message.external_id:
         return  # already sent (a job re-run after a crash) or deleted
@@ -113,18 +120,9 @@ async def deliver(host: Host, message_id: int) -> None:
         status_callback_url=host.status_callback_url(number.provider),
     )
     try:
-        if outbound.template is not None:
-            if not provider.implements("provider_send_template"):
-                raise ProviderError(f"{number.provider} cannot send templates", code="unsupported")
-            result = await provider.send_template(host, number, outbound)
-        elif outbound.interactive is not None:
-            if not provider.implements("provider_send_interactive"):
-                raise ProviderError(f"{number.provider} cannot send interactive messages", code="unsupported")
-            result = await provider.send_interactive(host, number, outbound)
-        elif outbound.media is not None:
-            result = await provider.send_media(host, number, outbound)
-        else:
-            result = await provider.send_text(host, number, outbound)
+        send = _send_call(provider, number, outbound)
+        await wait_for_slots(host, provider, number, outbound.to)
+        result = await send(host, number, outbound)
     except ProviderError as exc:
         if exc.retryable:
             raise RetryLater(f"{number.provider} {exc.code or ''} {exc.message}".strip(), exc.retry_after) from exc
@@ -147,6 +145,48 @@ async def deliver(host: Host, message_id: int) -> None:
     host.queue.wake()
     host.events.wake()
     log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
+
+
+SendCall = Callable[["Host", Number, OutboundMessage], Awaitable[SendResult]]
+
+
+def _send_call(provider: Provider, number: Number, outbound: OutboundMessage) -> SendCall:
+    """The provider hook for this message; what it cannot send fails before taking a slot."""
+    if outbound.template is not None:
+        if not provider.implements("provider_send_template"):
+            raise ProviderError(f"{number.provider} cannot send templates", code="unsupported")
+        return provider.send_template
+    if outbound.interactive is not None:
+        if not provider.implements("provider_send_interactive"):
+            raise ProviderError(f"{number.provider} cannot send interactive messages", code="unsupported")
+        return provider.send_interactive
+    return provider.send_media if outbound.media is not None else provider.send_text
+
+
+async def wait_for_slots(host: Host, provider: Provider, number: Number, address: str) -> None:
+    """Sleep until this send's rate-limit slots: the recipient's first, where there is a limit per
+    recipient, then the number's (core/ratelimit.py). A slot further off than
+    `[queue] rate_limit_max_wait_seconds` raises Postpone: the job comes back later, without
+    using an attempt, and still ahead of its conversation's later sends.
+
+    Recipient first because its key is only ever taken by this conversation (one job at a time),
+    so giving its slot back when the number's is too far off nearly always works; the number's key
+    is shared by every sender, where a slot given back is usually already followed by others.
+    """
+    number_limit, recipient_limit = limits.of_number(provider.rate_limits, number)
+    bound = host.settings.queue.rate_limit_max_wait_seconds
+    recipient = None
+    if recipient_limit is not None:
+        recipient = await ratelimit.acquire(limits.recipient_key(number.id, address), recipient_limit, bound)
+        if not recipient.granted:
+            raise Postpone(recipient.retry_after, f"rate limit per recipient of number {number.id}: next slot in {recipient.wait:.1f}s")
+        await asyncio.sleep(recipient.wait)
+    slot = await ratelimit.acquire(limits.number_key(number.id), number_limit, bound)
+    if not slot.granted:
+        if recipient is not None:
+            await ratelimit.refund(recipient)
+        raise Postpone(slot.retry_after, f"rate limit of number {number.id}: next slot in {slot.wait:.1f}s")
+    await asyncio.sleep(slot.wait)
 
 
 async def _apply_early_statuses(host: Host, connection, message: Message, provider: str, external_id: str) -> None:

@@ -68,14 +68,57 @@ class ConversationState(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `messages` per `per_seconds`, and `burst` at once after a quiet spell.
+
+    Over any `per_seconds` window that allows `messages + burst` sends at most (core/ratelimit.py).
+    """
+
+    messages: float
+    per_seconds: float = 1.0
+    burst: int = 1
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.per_seconds
+
+    def to_json(self) -> dict[str, float | int]:
+        return {"messages": _plain_number(self.messages), "per_seconds": _plain_number(self.per_seconds), "burst": self.burst}
+
+
+def _plain_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """What a provider declares about sending rates (``provider_rate_limits``).
+
+    `number` is the default limit of each of its numbers and `recipient` the default limit per
+    customer of one number (None: none); `max_per_second` is the most a number may be given — a
+    configured limit above it is refused at start (None: no cap).
+    """
+
+    number: RateLimit
+    recipient: RateLimit | None = None
+    max_per_second: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Number:
-    """A WhatsApp number as configured: its provider and its validated provider settings."""
+    """A WhatsApp number as configured: its provider and its validated provider settings.
+
+    `rate_limit` and `recipient_rate_limit` are the number's own limits; None means its
+    provider's defaults (core/limits.py).
+    """
 
     id: str
     provider: str
     phone: str
     display_name: str | None
     settings: BaseModel
+    rate_limit: RateLimit | None = None
+    recipient_rate_limit: RateLimit | None = None
 
     def __repr__(self) -> str:  # settings hold secrets; keep them out of reprs and tracebacks
         return f"Number(id={self.id!r}, provider={self.provider!r}, phone={self.phone!r})"

@@ -25,6 +25,17 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Postpone(Exception):
+    """Raised by a handler that may not run yet (its rate-limit slot is too far off): the job goes
+    back to the queue for `delay` seconds without using one of its attempts, and keeps its place
+    before the later jobs of its ordering key."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
 def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
     """Exponential backoff with jitter ("equal jitter": half fixed, half random)."""
     delay = min(ceiling, base * 2 ** max(0, attempt - 1))
@@ -55,6 +66,9 @@ class JobRunner:
             await handler(job.payload)
         except asyncio.CancelledError:
             raise
+        except Postpone as exc:
+            await self._postpone(job, exc)
+            return
         except Exception as exc:
             await self._failed(job, exc)
             return
@@ -62,6 +76,14 @@ class JobRunner:
             await self.queue.complete(job.id)
         except Exception as exc:  # it ran; if this is lost the job runs again (at-least-once)
             log.warning("job %s ran but could not be marked done: %s", job.id, exc)
+
+    async def _postpone(self, job: ClaimedJob, exc: Postpone) -> None:
+        """Not a failure: even a job on its last attempt is only put back."""
+        log.debug("job %s (%s) postponed %.2fs: %s", job.id, job.kind, exc.delay, exc.reason)
+        try:
+            await self.queue.retry(job.id, max(0.0, exc.delay), exc.reason, count_attempt=False)
+        except Exception as retry_exc:  # the lease will run out and the job comes back
+            log.warning("job %s could not be postponed: %s", job.id, retry_exc)
 
     async def _failed(self, job: ClaimedJob, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"

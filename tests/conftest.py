@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-TABLES = "pgqueuer, pgqueuer_log, pgqueuer_statistics, hookline_lane, hookline_event, hookline_api_token, hookline_user_session, hookline_user, hookline_job, hookline_status_event, hookline_message, hookline_conversation, hookline_contact, hookline_number"
+TABLES = "pgqueuer, pgqueuer_log, pgqueuer_statistics, hookline_lane, hookline_rate_limit, hookline_event, hookline_api_token, hookline_user_session, hookline_user, hookline_job, hookline_status_event, hookline_message, hookline_conversation, hookline_contact, hookline_number"
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ def write_config(
     extra: str = "",
     public_url: str = "https://hookline.example.com",
 ) -> Path:
-    """A config with the recorder provider and one number, `n1`, unless told otherwise.
+    """A config with the recorder provider and one number, `n1`, unless told otherwise. A number's
+    `rate_limit` and `recipient_rate_limit` dicts become its tables of those names.
 
     `public_url` is what webhook signatures are checked against (and whether cookies are Secure):
     a test serving on a real port passes its own `http://127.0.0.1:PORT`.
@@ -78,6 +79,10 @@ def write_config(
                 lines.append(f"{key} = {toml_value(number[key])}")
         lines.append("[numbers.settings]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in number.get("settings", {}).items())
+        for table in ("rate_limit", "recipient_rate_limit"):
+            if table in number:
+                lines.append(f"[numbers.{table}]")
+                lines.extend(f"{key} = {toml_value(value)}" for key, value in number[table].items())
     path = directory / "hookline.toml"
     path.write_text("\n".join(lines) + "\n" + extra)
     return path

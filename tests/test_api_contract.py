@@ -73,8 +73,10 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 BAD: dict[str, list[tuple[dict[str, Any], str]]] = {
     "login": [({"json": {"username": "", "password": "x"}}, "username")],
     "create_number": [({"json": {**NEW_NUMBER, "id": "bad id"}}, "id"),
-                      ({"json": {**NEW_NUMBER, "settings": {"api_url": "x"}}}, "settings.secret")],
-    "update_number": [({"json": {"phone": ""}}, "phone")],
+                      ({"json": {**NEW_NUMBER, "settings": {"api_url": "x"}}}, "settings.secret"),
+                      ({"json": {**NEW_NUMBER, "rate_limit": {"messages": 0}}}, "rate_limit.messages")],
+    "update_number": [({"json": {"phone": ""}}, "phone"),
+                      ({"json": {"recipient_rate_limit": {"messages": 1, "burst": 0}}}, "recipient_rate_limit.burst")],
     "configure_number": [({"json": {"settings": {"api_url": 5}}}, "settings.api_url")],
     "list_conversations": [({"params": {"limit": 0}}, "limit"), ({"params": {"owner": "robot"}}, "owner")],
     "create_conversation": [({"json": {"number_id": "n1"}}, "address")],

@@ -23,7 +23,7 @@ from core.config import QueueConfig
 from core.queue import ClaimedJob, Consumer, EmbeddedQueue, WorkQueue, now_ms
 from core.storage.database import close_storage, open_storage, prepare_schema
 from core.storage.models import Job
-from core.worker import DeadHandler, JobHandler, JobRunner, RetryLater, Worker, backoff_delay
+from core.worker import DeadHandler, JobHandler, JobRunner, Postpone, RetryLater, Worker, backoff_delay
 from tests.conftest import clean_postgres
 from tests.helpers import eventually
 
@@ -477,3 +477,42 @@ async def test_a_delayed_job_runs_after_its_delay_and_not_before(implementation)
             await enqueue(queue, "timer", {}, delay=0.4)
             await eventually(no_jobs, timeout=5)
     assert len(ran_at) == 1 and ran_at[0] - queued_at >= 400
+
+
+async def test_retry_without_counting_gives_the_claimed_attempt_back(implementation):
+    async with storage(implementation.url):
+        queue = implementation.queue()
+        await enqueue(queue, "work", {}, key="k")
+        [job] = await implementation.crash_claim(queue, "k", lease_seconds=30)
+        await queue.retry(job.id, 0, "rate limit", count_attempt=False)
+        row = await Job.get(id=job.id)
+        assert (row.state, row.attempts, row.locked_until_ms, row.last_error) == ("ready", 0, None, "rate limit")
+        [again] = await implementation.crash_claim(queue, "k", lease_seconds=30)
+        await queue.retry(again.id, 0, "boom")  # counted, as every failure is
+        assert (again.attempts, (await Job.get(id=job.id)).attempts) == (1, 1)
+
+
+async def test_a_postponed_job_uses_no_attempt_and_keeps_its_place_before_its_key(implementation):
+    """Postponed three times with max_attempts=1: one counted attempt would have buried it."""
+    order: list[str] = []
+    attempts: list[int] = []
+
+    async def send(payload: dict[str, Any]) -> None:
+        if payload["name"] == "first":
+            attempts.append((await Job.filter(ordering_key="out:1").order_by("id").first()).attempts)
+            if order.count("postponed") < 3:
+                order.append("postponed")
+                raise Postpone(0.1, "rate limit of number n1: next slot in 2.1s")
+        order.append(payload["name"])
+
+    async with storage(implementation.url):
+        queue = implementation.queue()
+        async with running(consumer(queue, {"send": send}, queue_config(max_attempts=1, concurrency=4))):
+            await enqueue(queue, "send", {"name": "first"}, key="out:1")
+            await enqueue(queue, "send", {"name": "second"}, key="out:1")
+            await enqueue(queue, "send", {"name": "elsewhere"}, key="out:2")
+            await eventually(exists(ordering_key="out:1", last_error="rate limit of number n1: next slot in 2.1s"), timeout=5)
+            await eventually(no_jobs, timeout=5)  # none buried: dead jobs are kept
+    assert attempts == [1, 1, 1, 1]  # each claim counted one, and each postponement gave it back
+    assert order.index("elsewhere") < order.index("first")  # another conversation is not held up
+    assert [name for name in order if name != "elsewhere"] == ["postponed", "postponed", "postponed", "first", "second"]

@@ -78,6 +78,14 @@ class LoggedOut(Strict):
 # --------------------------------------------------------------------------- numbers and providers
 
 
+class RateLimit(Strict):
+    """At most `messages` per `per_seconds`, and `burst` at once after a quiet spell."""
+
+    messages: float = Field(gt=0)
+    per_seconds: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
 class Number(Strict):
     """A WhatsApp number; secret settings are shown as `********` (or `""` when empty)."""
 
@@ -91,6 +99,9 @@ class Number(Strict):
     state_detail: str | None
     state_at: datetime | None
     settings: dict[str, Any] = Field(description="Validated by the provider's schema (GET /api/providers); secrets masked.")
+    rate_limit: RateLimit = Field(description="The limit its sends keep to, shared by every instance: its own, else its provider's default.")
+    recipient_rate_limit: RateLimit | None = Field(
+        description="The limit per customer (Meta's pair limit), its own or its provider's; null when there is none.")
 
 
 class NumberList(Strict):

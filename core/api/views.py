@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from core.storage.models import Contact, Conversation, Message, NumberRow
-from core.types import Number
+from core.types import Number, RateLimit
 
 MASK = "********"
 
@@ -72,7 +72,9 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
 
 
-def number_json(row: NumberRow, number: Number | None) -> dict[str, Any]:
+def number_json(row: NumberRow, number: Number | None, limits: tuple[RateLimit, RateLimit | None]) -> dict[str, Any]:
+    """`limits`: the number's limit and limit per recipient in force (core/limits.py)."""
+    rate_limit, recipient_rate_limit = limits
     return {
         "id": row.id,
         "provider": row.provider,
@@ -84,4 +86,6 @@ def number_json(row: NumberRow, number: Number | None) -> dict[str, Any]:
         "state_detail": row.state_detail,
         "state_at": _time(row.state_at),
         "settings": masked_settings(number, row),
+        "rate_limit": rate_limit.to_json(),
+        "recipient_rate_limit": recipient_rate_limit.to_json() if recipient_rate_limit else None,
     }

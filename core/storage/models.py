@@ -32,6 +32,8 @@ class NumberRow(Model):
     sealed_secrets = fields.JSONField(default=dict)
     # Secret settings of a number created over the API, each encrypted with the secret key.
     sealed_settings = fields.JSONField(default=dict)
+    # The number's own rate limits (core/limits.py); a limit left out is its provider's default.
+    rate_limits = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -230,3 +232,19 @@ class Event(Model):
 
     class Meta:
         table = "hookline_event"
+
+
+class RateLimitRow(Model):
+    """The GCRA state of one rate limit key, a number or a number and a recipient, shared by every process.
+
+    Times are microseconds on the database clock (core/ratelimit.py). A row whose tat_us has passed
+    means the same as no row.
+    """
+
+    name = fields.CharField(primary_key=True, max_length=400)
+    tat_us = fields.BigIntField()  # theoretical arrival time: when the key would be idle again
+    asked_us = fields.BigIntField()  # when it was last asked
+    wait_us = fields.BigIntField()  # the wait that answer carried
+
+    class Meta:
+        table = "hookline_rate_limit"

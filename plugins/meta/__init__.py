@@ -27,6 +27,8 @@ from core import (
     OutboundMessage,
     ParsedWebhook,
     ProviderError,
+    ProviderLimits,
+    RateLimit,
     SendResult,
     SimulatedWebhook,
     WebhookRequest,
@@ -34,7 +36,7 @@ from core import (
     hookimpl,
 )
 from plugins.meta import client as graph
-from plugins.meta.errors import TOKEN_CODE
+from plugins.meta.errors import PAIR_RATE_DELAY_SECONDS, TOKEN_CODE
 from plugins.meta.parse import STATUS_MAP, ParsedBatch, parse_batch
 from plugins.meta.schema import MetaNumberSettings, MetaPluginSettings
 from plugins.meta.signature import SIGNATURE_HEADER, handshake_challenge, sign, signing_secrets
@@ -70,6 +72,21 @@ def provider_number_settings_model() -> type[MetaNumberSettings]:
 @hookimpl
 def plugin_settings_model() -> type[MetaPluginSettings]:
     return MetaPluginSettings
+
+
+#: PROTOCOLS.md 2.8: 80 messages/s per number by default, up to 1,000 for eligible numbers
+#: (130429 beyond); to one customer about one per 6 s, bursts of ~45 tolerated (131056 beyond).
+#: That burst is unconfirmed, so the default stays below it.
+RATE_LIMITS = ProviderLimits(
+    number=RateLimit(80, burst=8),
+    recipient=RateLimit(1, per_seconds=PAIR_RATE_DELAY_SECONDS, burst=30),
+    max_per_second=1000,
+)
+
+
+@hookimpl
+def provider_rate_limits() -> ProviderLimits:
+    return RATE_LIMITS
 
 
 META_MAX_BATCH_BYTES = 3 * 1024 * 1024  # Meta batches updates up to 3 MB (PROTOCOLS.md 2.3)

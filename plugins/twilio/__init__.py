@@ -19,6 +19,8 @@ from core import (
     Number,
     OutboundMessage,
     ParsedWebhook,
+    ProviderLimits,
+    RateLimit,
     SendResult,
     SimulatedWebhook,
     StatusUpdate,
@@ -39,6 +41,16 @@ _EMPTY_TWIML = str(MessagingResponse()).encode()
 @hookimpl
 def provider_number_settings_model() -> type[TwilioNumberSettings]:
     return TwilioNumberSettings
+
+
+#: 80 messages/s per WhatsApp sender by default, 400 (text) on request (PROTOCOLS.md 1.5). Twilio
+#: queues what comes faster, so a burst costs latency there, not errors.
+RATE_LIMITS = ProviderLimits(number=RateLimit(80, burst=8), max_per_second=400)
+
+
+@hookimpl
+def provider_rate_limits() -> ProviderLimits:
+    return RATE_LIMITS
 
 
 @hookimpl

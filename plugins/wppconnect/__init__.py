@@ -24,6 +24,8 @@ from core import (
     PairingCode,
     ParsedWebhook,
     ProviderError,
+    ProviderLimits,
+    RateLimit,
     SendResult,
     SimulatedWebhook,
     WebhookRequest,
@@ -86,6 +88,19 @@ def provider_webhook_routes() -> list[WebhookRoute]:
 @hookimpl
 def provider_status_map() -> dict[str, str]:
     return STATUS_MAP
+
+
+#: A WPPConnect session is an ordinary WhatsApp account driven through WhatsApp Web: no published
+#: throughput, every send a round trip through a browser, and WhatsApp bans accounts that send
+#: like machines. So: one message a second (five at once after a pause), enough for
+#: conversations and not for broadcasts; at most 20/s, the rate Meta itself allows numbers that
+#: use the WhatsApp Business app (PROTOCOLS.md 2.8).
+RATE_LIMITS = ProviderLimits(number=RateLimit(1, burst=5), max_per_second=20)
+
+
+@hookimpl
+def provider_rate_limits() -> ProviderLimits:
+    return RATE_LIMITS
 
 
 @hookimpl

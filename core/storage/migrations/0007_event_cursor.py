@@ -47,7 +47,7 @@ async def backward(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('hookline', '0005_conversation_read_marker')]
+    dependencies = [('hookline', '0006_rate_limits')]
 
     initial = False
 
