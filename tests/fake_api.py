@@ -21,6 +21,7 @@ class FakeApi:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.received: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.time() of each POST /messages, for rate checks
         self.script: list[tuple[int, dict[str, Any]]] = []
         self.delay = delay
         self.url = ""
@@ -38,6 +39,7 @@ class FakeApi:
             await asyncio.sleep(self.delay)
         with self._lock:
             self.received.append(body)
+            self.arrived.append(time.time())
             status, answer = self.script.pop(0) if self.script else (201, {"sid": f"FAKE{len(self.received):06d}-{body['id']}", "status": "queued"})
         return JSONResponse(answer, status_code=status)
 
