@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from core.limits import DEFAULT_PROVIDER_LIMITS
+from core.storage.database import is_storage_failure
 from core.types import (
     DeliveryStatus,
     Media,
@@ -141,14 +142,20 @@ class Dispatch:
                 await impl.function(**{name: kwargs[name] for name in impl.argnames})
 
     async def notify(self, hook: str, **kwargs: Any) -> list[str]:
-        """Await `hook` on every plugin that has it; return the names of those that raised."""
+        """Await `hook` on every plugin that has it; return the names of those that raised.
+
+        A plugin's failure is its own (logged; the others still run) — except when the database
+        went away under it: then the whole notification is raised, so its job runs again later,
+        as after a crash, instead of losing what the plugin could not store."""
         failed: list[str] = []
         # pluggy's call order: the order of `[plugins] enabled` (see core.plugins.build_manager).
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             arguments = {name: kwargs[name] for name in impl.argnames}
             try:
                 await impl.function(**arguments)
-            except Exception:
+            except Exception as exc:
+                if is_storage_failure(exc):
+                    raise
                 failed.append(impl.plugin_name)
                 log.exception("plugin %s failed in %s", impl.plugin_name, hook)
         return failed

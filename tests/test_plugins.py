@@ -141,3 +141,31 @@ async def test_notifications_run_in_the_order_plugins_are_enabled(tmp_path, data
         await post_signed(client, inbound_body(("o1", "+1555", "hi")))
         await eventually(lambda: len(order) == 3)
     assert order == ["zeta", "alpha", "mid"]
+
+
+class LosesTheDatabaseOnce:
+    """Its first call dies with the connection, as when PostgreSQL restarts under it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    async def on_inbound_message(self, message):
+        self.calls += 1
+        if self.calls == 1:
+            import asyncpg
+
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
+@pytest.mark.anyio
+async def test_a_workflow_that_loses_the_database_runs_again_instead_of_being_dropped(tmp_path, database_url):
+    """A bug is the plugin's own (logged, not retried: see above); a lost database is not, and
+    what the workflow was doing must not vanish with it."""
+    flaky, after = LosesTheDatabaseOnce(), Recording()
+    config = write_config(tmp_path, database_url, enabled=["recorder", "flaky", "last"], queue={"backoff_base_seconds": 0.05})
+    runtime = runtime_for(config, flaky=flaky, last=after)
+    async with started(runtime) as client:
+        assert (await post_signed(client, inbound_body(("w1", "+1555", "hi")))).status_code == 200
+        await eventually(lambda: after.seen == ["w1"])
+    assert flaky.calls == 2  # the job ran again; the plugin after it ran once, when the job succeeded

@@ -116,16 +116,16 @@ class Server:
 
 
 @contextmanager
-def serving(config: Path, cwd: Path, *extra: str, healthy_within: float = 15) -> Iterator[Server]:
+def serving(config: Path, cwd: Path, *extra: str, healthy_within: float = 15, env: dict[str, str] | None = None) -> Iterator[Server]:
     """`hookline serve --config config [extra…]` on a free port, healthy before the block runs;
-    killed on the way out if still running."""
+    killed on the way out if still running. `env` adds variables (plugins' test switches)."""
     port = free_port()
     log = cwd / f"serve-{port}.log"
     with log.open("wb") as out:
         spawned_at = time.monotonic()
         process = subprocess.Popen(
             [str(HOOKLINE), "serve", "--config", str(config), "--port", str(port), *extra],
-            cwd=cwd, env=cli_env(), stdout=out, stderr=subprocess.STDOUT,
+            cwd=cwd, env={**cli_env(), **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
         )
     server = Server(process, port, log, spawned_at)
     try:

@@ -8,6 +8,7 @@ applies pending migrations itself; on PostgreSQL it refuses to start and asks fo
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from tortoise import Tortoise
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
 
 log = logging.getLogger("hookline.storage")
@@ -22,6 +24,25 @@ log = logging.getLogger("hookline.storage")
 APP_LABEL = "hookline"
 MODELS_MODULE = "core.storage.models"
 MIGRATIONS_MODULE = "core.storage.migrations"
+
+
+_SQLITE_OUTAGES = ("unable to open", "database is locked", "disk i/o error")
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """The database could not be reached, or the connection died mid-statement: worth retrying
+    later (a provider retries a 503; a job runs again), unlike a bug or a constraint violation."""
+    import asyncpg
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OSError, TimeoutError, DBConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                             asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ConnectionFailureError)):
+            return True
+        if isinstance(seen, sqlite3.OperationalError) and any(part in str(seen).lower() for part in _SQLITE_OUTAGES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class UnmigratedDatabase(Exception):
