@@ -22,8 +22,9 @@ class RecorderConformance(ProviderConformance):
     plugin = recording_provider
     provider = "recorder"
 
-    @pytest.fixture
-    def fake(self) -> Iterator[FakeApi]:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fake(cls) -> Iterator[FakeApi]:
         with FakeApi().running() as fake:
             yield fake
 
