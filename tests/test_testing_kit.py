@@ -18,9 +18,9 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The suite against one broken provider: a conftest that gives the kit's fixtures even where the
-# pytest11 entry point is not installed (a checkout not reinstalled), and a test class.
-CONFTEST = "from core.testing.plugin import hookline_database_url, hookline_postgres_url, hookline_sqlite_template  # noqa: F401\n"
+# The suite against one broken provider: a conftest naming the kit's plugin (the same plugin as
+# the pytest11 entry point's, and there even where a checkout's install predates it), a test class.
+CONFTEST = 'pytest_plugins = ["core.testing.plugin"]\n'
 SUITE = """
 from tests.conformance_recorder import RecorderConformance
 from tests import kit_broken_providers
@@ -62,7 +62,7 @@ def test_a_provider_whose_statuses_go_backwards_fails_the_suite_saying_so(pytest
 
 def test_the_pytest_plugin_is_registered_through_the_pytest11_entry_point():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["pytest11"] == {"hookline": "core.testing.plugin"}
+    assert project["project"]["entry-points"]["pytest11"] == {"core.testing.plugin": "core.testing.plugin"}
 
 
 def test_the_kit_fixtures_give_a_migrated_database(pytester, monkeypatch):

@@ -18,6 +18,7 @@ from core.testing.app import (
     toml_value,
     write_config,
 )
+from core.testing.channel import LoopbackChannel, Sent
 from core.testing.conformance import ConformanceApp, ErrorAnswer, ProviderConformance, Sample
 from core.testing.fakes import FakeApi, RecordedRequest, serving_in_thread
 from core.testing.webhooks import Delivery, corrupted, form_delivery, json_delivery, post, tampered, with_proof_of
@@ -30,9 +31,11 @@ __all__ = [
     "ErrorAnswer",
     "FakeApi",
     "Inbox",
+    "LoopbackChannel",
     "ProviderConformance",
     "RecordedRequest",
     "Sample",
+    "Sent",
     "corrupted",
     "eventually",
     "form_delivery",
