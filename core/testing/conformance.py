@@ -37,6 +37,7 @@ from pydantic import BaseModel, SecretStr
 from starlette.responses import Response
 
 from core.runtime import Runtime
+from core.storage.models import Message, StatusEvent
 from core.testing.app import PUBLIC_URL, Inbox, eventually, make_runtime, started
 from core.testing.fakes import FakeApi
 from core.testing.fuzz import garbage, mutants, preview
@@ -235,8 +236,6 @@ class ProviderConformance:
     # ------------------------------------------------------------------ proof of origin
 
     async def test_a_proven_webhook_is_accepted_for_its_number(self, conformance: ConformanceApp) -> None:
-        from core.storage.models import Message
-
         for index, number in enumerate(conformance.numbers, start=1):
             response = await self._post_proven(conformance, self.inbound_webhook(number, index, f"hello number {index}"), number)
             assert response.is_success, (
@@ -280,8 +279,6 @@ class ProviderConformance:
     # ------------------------------------------------------------------ duplicates and samples
 
     async def test_a_duplicate_delivery_stores_one_message_and_notifies_once(self, conformance: ConformanceApp) -> None:
-        from core.storage.models import Message
-
         number = conformance.numbers[0]
         delivery = self._prove(self.inbound_webhook(number, 21, "delivered again and again"), number)
         responses = [await post(conformance.client, delivery) for _ in range(3)]
@@ -310,8 +307,6 @@ class ProviderConformance:
         )
 
     async def test_every_sample_parses_into_its_messages_and_statuses(self, conformance: ConformanceApp) -> None:
-        from core.storage.models import Message, StatusEvent
-
         number = conformance.numbers[0]
         samples = list(self.samples(number))
         assert any(sample.messages for sample in samples), "samples() must include at least one webhook with a message"
@@ -547,15 +542,11 @@ class ProviderConformance:
 
     @staticmethod
     async def _rows() -> tuple[int, int]:
-        from core.storage.models import Message, StatusEvent
-
         return await Message.filter(direction="in").count(), await StatusEvent.all().count()
 
     async def _settled(self, message_id: int, timeout: float = 15.0, *, pending_ok: bool = False) -> Any:
         """The message once it left `pending` (sent or failed); with `pending_ok`, also as it is
         when `timeout` runs out (a send still being retried)."""
-        from core.storage.models import Message
-
         async def done() -> bool:
             return (await Message.get(id=message_id)).status is not DeliveryStatus.PENDING
 
@@ -604,8 +595,6 @@ class ProviderConformance:
     ) -> tuple[list[str], list[str], list[str | None]]:
         """Post each status for `message`: the status it had after each, the one it should have
         had, and the raw status provider_parse reported for each."""
-        from core.storage.models import Message, StatusEvent
-
         number = conformance.numbers[0]
         furthest = message.status
         observed: list[str] = []

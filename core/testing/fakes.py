@@ -187,7 +187,7 @@ class _QuickServer(uvicorn.Server):
         for server in self.servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
