@@ -13,13 +13,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The example channel, a package of its own (examples/hookline-telegram): installed for the tests only.
+EXAMPLES := $(VENV)/.examples-installed
+$(EXAMPLES): $(STAMP) examples/hookline-telegram/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e './examples/hookline-telegram[test]'
+	@touch $(EXAMPLES)
+
 ## Run the server on the embedded default: SQLite and config/hookline.toml.
 run: $(STAMP)
 	$(BIN)/hookline serve
 
-## Run the whole test suite: SQLite always, PostgreSQL too when one answers (DATABASE_URL or 127.0.0.1:5432).
-test: $(STAMP)
-	$(BIN)/python -m pytest
+## Run the whole test suite: SQLite always, PostgreSQL too when one answers (DATABASE_URL or 127.0.0.1:5432);
+## the example Telegram plugin's tests too, through the kit's fixtures (HOOKLINE_TEST_POSTGRES=auto: both backends).
+test: $(EXAMPLES)
+	HOOKLINE_TEST_POSTGRES=$${HOOKLINE_TEST_POSTGRES:-auto} $(BIN)/python -m pytest
 
 ## Benchmark with wrk: a bare Starlette ceiling vs Twilio inbound on SQLite and PostgreSQL (docs/performance.md).
 ## Options go in BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 5".

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -371,6 +372,22 @@ def simulate(args: argparse.Namespace) -> int:
     return 0 if response.is_success else 1
 
 
+def new_plugin(args: argparse.Namespace) -> int:
+    """Write a plugin package skeleton whose tests pass as written (core/scaffold)."""
+    from core.scaffold import ScaffoldError, new_plugin as write_plugin
+
+    try:
+        written = write_plugin(args.name, args.kind, Path(args.dir))
+    except ScaffoldError as exc:
+        print(f"hookline: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote a {args.kind} plugin in {written.folder}:")
+    for path in written.files:
+        print(f"  {path.relative_to(written.folder)}")
+    print(f"next: cd {written.folder} && pip install -e '.[test]' && pytest   (then follow the TODO comments)")
+    return 0
+
+
 # --------------------------------------------------------------------------- plumbing
 
 
@@ -465,6 +482,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("numbers", numbers, "list numbers: provider, phone, managed by config, connection state")
     sub.add_argument("--json", action="store_true")
+
+    sub = command("new-plugin", new_plugin, "write a plugin package skeleton (provider or workflow) whose tests pass as written")
+    sub.add_argument("name", help="the plugin's name, also its Python package's name (e.g. acme_sms)")
+    sub.add_argument("--kind", required=True, choices=["provider", "workflow"])
+    sub.add_argument("--dir", default=".", help="where to write the <name>/ folder (default: the current directory)")
 
     for plugin_name, contributed in _installed_commands():
         sub = command(contributed.name, functools.partial(_plugin_command, plugin_name, contributed), contributed.help)

@@ -3,22 +3,19 @@
 PostgreSQL is the server named by DATABASE_URL, or 127.0.0.1:5432 as `postgres`. The session
 creates its own throwaway database there and drops it at the end; it never touches the data of
 the database DATABASE_URL names. When no server answers, the PostgreSQL variants are skipped,
-unless HOOKLINE_REQUIRE_POSTGRES=1 (set by .ci/run), which makes that an error.
+unless HOOKLINE_REQUIRE_POSTGRES=1 (set by .ci/run), which makes that an error. The machinery is
+core.testing.database, the same that plugin authors get with HOOKLINE_TEST_POSTGRES=auto.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
-import asyncpg
 import pytest
 
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-TABLES = "pgqueuer, pgqueuer_log, pgqueuer_statistics, hookline_lane, hookline_rate_limit, hookline_event, hookline_api_token, hookline_user_session, hookline_user, hookline_job, hookline_status_event, hookline_message, hookline_conversation, hookline_contact, hookline_number"
+from core.testing import database as core_database
+from core.testing.database import database_for, session_postgres
 
 
 @pytest.fixture
@@ -26,72 +23,33 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgres", path=f"/{name}"))
-
-
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1), timeout=3)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A throwaway PostgreSQL database for this session, or None when no server answers."""
-    server = os.environ.get("DATABASE_URL", "")
-    if not server.startswith(("postgres://", "postgresql://")):
-        server = DEFAULT_POSTGRES
-    name = f"hookline_test_{uuid.uuid4().hex[:10]}"
-    try:
-        asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-        if os.environ.get("HOOKLINE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required (HOOKLINE_REQUIRE_POSTGRES=1) but unusable at {urlsplit(server).netloc}: {exc}")
-        yield None
-        return
-    url = _with_database(server, name)
-    try:
-        asyncio.run(_migrate(url))  # as an operator would: `hookline migrate`, then `serve`
-        yield url
-    finally:
-        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _migrate(url: str) -> None:
-    from core.storage.database import close_storage, migrate, open_storage
-
-    await open_storage(url)
-    try:
-        await migrate(url)
-    finally:
-        await close_storage()
-
-
-async def _truncate(url: str) -> None:
-    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
-    try:
-        exists = await connection.fetchval("SELECT to_regclass('hookline_job') IS NOT NULL")
-        if exists:
-            await connection.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    finally:
-        await connection.close()
+    yield from session_postgres("auto")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path, postgres_url: str | None) -> str:
     """A clean, possibly unmigrated, database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/hookline.sqlite3"
-    return clean_postgres(postgres_url)
+    return database_for(request.param, tmp_path, postgres_url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return core_database.sqlite_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def hookline_database_url(request: pytest.FixtureRequest, database_url: str, tmp_path: Path, sqlite_template: Path) -> str:
+    """The conformance suite (core.testing) runs on both backends here, as every storage test
+    does; its SQLite databases start migrated, as the kit's own fixture makes them."""
+    if database_url.startswith("sqlite://"):
+        return core_database.database_for("sqlite", tmp_path, None, sqlite_template)
+    return database_url
 
 
 def clean_postgres(postgres_url: str | None) -> str:
     """The session's PostgreSQL database, emptied; skips the test when there is none."""
-    if postgres_url is None:
-        pytest.skip("PostgreSQL not reachable (set DATABASE_URL, or HOOKLINE_REQUIRE_POSTGRES=1 to fail)")
-    asyncio.run(_truncate(postgres_url))
-    return postgres_url
+    return database_for("postgres", None, postgres_url)  # type: ignore[arg-type]
+

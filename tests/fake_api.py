@@ -5,26 +5,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+
+from core.testing import FakeApi as KitFakeApi
 
 
-class FakeApi:
+class FakeApi(KitFakeApi):
     """Records every POST /messages; answers from a script, then 201 with a new sid."""
 
     def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
         self.received: list[dict[str, Any]] = []
         self.received_at: list[float] = []  # time.monotonic() of each, for rate-limit tests
         self.script: list[tuple[int, dict[str, Any]]] = []
         self.delay = delay
-        self.url = ""
         self.files: dict[str, tuple[bytes, str]] = {}  # served at GET /files/{name}
         self.file_failures = 0  # answer this many file requests with 503 first
         self._lock = threading.Lock()
@@ -53,11 +53,11 @@ class FakeApi:
             return Response(status_code=404)
         return Response(found[0], media_type=found[1])
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[
+    def routes(self) -> Sequence[BaseRoute]:
+        return [
             Route("/messages", self._messages, methods=["POST"]),
             Route("/files/{name}", self._file, methods=["GET"]),
-        ])
+        ]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -68,26 +68,7 @@ class FakeApi:
 
 
 @contextmanager
-def serving_in_thread(app: Starlette) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 (a free port) in a thread; yield its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake API did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-
-
-@contextmanager
 def running_fake_api(delay: float = 0.0) -> Iterator[FakeApi]:
     fake = FakeApi(delay)
-    with serving_in_thread(fake.app()) as url:
-        fake.url = url
+    with fake.running():
         yield fake

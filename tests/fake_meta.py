@@ -26,12 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fake_api import serving_in_thread
+from core.testing import FakeApi
 
 
 @dataclass
@@ -61,7 +60,7 @@ class StoredMedia:
 
 
 @dataclass
-class FakeMeta:
+class FakeMeta(FakeApi):
     tokens: dict[str, str]  # phone_number_id → access token
     url: str = ""
     url_lifetime: float = 300.0
@@ -193,13 +192,13 @@ class FakeMeta:
         stored = self.media[issued[0]]
         return Response(stored.data, media_type=stored.mime_type)
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[
+    def routes(self) -> list[Route]:
+        return [
             Route("/whatsapp_business/attachments/", self.download, methods=["GET"]),
             Route("/{version}/{phone_number_id}/messages", self.messages, methods=["POST"]),
             Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
             Route("/{version}/{media_id}", self.media_info, methods=["GET"]),
-        ])
+        ]
 
 
 def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tuple[str, bytes, str] | None]:
@@ -226,6 +225,5 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tup
 @contextmanager
 def running_fake_meta(tokens: dict[str, str], **options: Any) -> Iterator[FakeMeta]:
     fake = FakeMeta(tokens, **options)
-    with serving_in_thread(fake.app()) as url:
-        fake.url = url
+    with fake.running():
         yield fake

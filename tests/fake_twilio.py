@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.fake_api import serving_in_thread
+from core.testing import FakeApi
 
 
 @dataclass
@@ -36,7 +35,7 @@ class SentRequest:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(FakeApi):
     credentials: dict[str, str]  # AccountSid → AuthToken
     url: str = ""
     sent: list[SentRequest] = field(default_factory=list)
@@ -105,19 +104,18 @@ class FakeTwilio:
         found = self.media.get(request.path_params["media_sid"])
         return Response(found[0], media_type=found[1]) if found else Response(status_code=404)
 
-    def app(self) -> Starlette:
+    def routes(self) -> list[Route]:
         base = "/2010-04-01/Accounts/{account_sid}/Messages"
-        return Starlette(routes=[
+        return [
             Route(base + ".json", self.create_message, methods=["POST"]),
             Route(base + "/{sid}.json", self.fetch_message, methods=["GET"]),
             Route(base + "/{sid}/Media/{media_sid}", self.fetch_media, methods=["GET"]),
             Route("/cdn/{media_sid}", self.cdn, methods=["GET"]),
-        ])
+        ]
 
 
 @contextmanager
 def running_fake_twilio(credentials: dict[str, str]) -> Iterator[FakeTwilio]:
     fake = FakeTwilio(credentials)
-    with serving_in_thread(fake.app()) as url:
-        fake.url = url
+    with fake.running():
         yield fake

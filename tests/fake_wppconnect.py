@@ -45,12 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fake_api import serving_in_thread
+from core.testing import FakeApi
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wppconnect"
 VERSION = "2.10.4"
@@ -130,7 +129,7 @@ class Sent:
 
 
 @dataclass
-class FakeWppconnect:
+class FakeWppconnect(FakeApi):
     secret_key: str = "THISISMYSECURETOKEN"
     own_phone: str = "5511900000009"
     pairing_delay: float = 0.05
@@ -326,7 +325,7 @@ class FakeWppconnect:
             return JSONResponse({"status": "error", "message": "Message not found"}, status_code=400)
         return JSONResponse({"base64": base64.b64encode(found[0]).decode(), "mimetype": found[1]})
 
-    def app(self) -> Starlette:
+    def routes(self) -> list[Route]:
         api = "/api/{session}"
         routes = [Route(api + "/{secretkey}/generate-token", self.generate_token, methods=["POST"])]
         for path, handler, method in (
@@ -343,7 +342,7 @@ class FakeWppconnect:
         ):
             routes.append(Route(f"{api}/{path}", self._api(path, handler), methods=[method]))
         routes.append(Route("/healthz", lambda request: JSONResponse({"message": "OK"})))
-        return Starlette(routes=routes)
+        return routes
 
     # ----------------------------------------------------------------------- webhooks
 
@@ -435,8 +434,7 @@ def text_message(text: str, sender: str = "5511900000001@c.us", message_id: str 
 def running_fake_wppconnect(**options: Any) -> Iterator[FakeWppconnect]:
     fake = FakeWppconnect(**options)
     try:
-        with serving_in_thread(fake.app()) as url:
-            fake.url = url
+        with fake.running():
             yield fake
     finally:
         fake.stop()

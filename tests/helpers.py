@@ -1,39 +1,27 @@
-"""Building test apps: a config file on disk, an explicit plugin list, a started lifespan."""
+"""Building test apps: the recorder provider's defaults on top of core.testing (the plugin
+author's kit), and an in-process client held to the OpenAPI document."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from core import hookimpl
-from core.app import create_app
 from core.runtime import Runtime, build_runtime
+from core.testing import Inbox, eventually, served, toml_value  # noqa: F401 (re-exported for the tests)
+from core.testing import started as kit_started
+from core.testing import write_config as kit_write_config
 from tests import recording_provider
 from tests.openapi_contract import Contract
 from tests.recording_provider import signed_headers
 
 SECRET = "test-secret"
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    raise TypeError(value)
 
 
 def write_config(
@@ -59,33 +47,8 @@ def write_config(
     """
     if numbers is None:
         numbers = [{"id": "n1", "provider": "recorder", "phone": "+15550000001", "settings": {"secret": SECRET, "api_url": api_url}}]
-    queue = {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, **(queue or {})}
-    lines = [
-        "[server]",
-        f"public_url = {toml_value(public_url)}",
-        f"data_dir = {toml_value(str(directory / 'data'))}",
-        "[database]",
-        f"url = {toml_value(database_url)}",
-        "[queue]",
-        *[f"{key} = {toml_value(value)}" for key, value in queue.items()],
-        "[plugins]",
-        f"enabled = {toml_value(list(enabled))}",
-        *([f"modules = {toml_value(list(modules))}"] if modules else []),
-    ]
-    for number in numbers:
-        lines.append("[[numbers]]")
-        for key in ("id", "provider", "phone", "display_name"):
-            if key in number:
-                lines.append(f"{key} = {toml_value(number[key])}")
-        lines.append("[numbers.settings]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in number.get("settings", {}).items())
-        for table in ("rate_limit", "recipient_rate_limit"):
-            if table in number:
-                lines.append(f"[numbers.{table}]")
-                lines.extend(f"{key} = {toml_value(value)}" for key, value in number[table].items())
-    path = directory / "hookline.toml"
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
+    return kit_write_config(directory, database_url, enabled=enabled, numbers=numbers, queue=queue, modules=modules,
+                            extra=extra, public_url=public_url)
 
 
 def runtime_for(config: Path, *plugins: Any, **named: Any) -> Runtime:
@@ -110,35 +73,11 @@ async def started(
 ) -> AsyncIterator[CheckedClient]:
     """Run the app's lifespan and give a client that talks to it in-process (at `base_url`: the
     config's https `public_url` for a browser-like client, whose Secure cookies then stick)."""
-    app = create_app(runtime, run_workers=run_workers)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with CheckedClient(Contract(app.state.openapi), transport=transport, base_url=base_url) as client:
-            yield client
+    def checked(app: Any, **kwargs: Any) -> CheckedClient:
+        return CheckedClient(Contract(app.state.openapi), **kwargs)
 
-
-@asynccontextmanager
-async def served(runtime: Runtime, *, proxy: dict[str, str] | None = None) -> AsyncIterator[str]:
-    """The app in uvicorn on a free port, in this event loop (for what an in-process client
-    cannot do: endless streams, fakes calling back); yields its base URL. A fake's `proxy` map
-    learns that hookline's public URL is served here."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    if proxy is not None:
-        proxy[runtime.settings.server.public_url] = base
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), lifespan="on", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), timeout=10)
-        if task.done():
-            await task
-            raise AssertionError("hookline did not start")
-        yield base
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-        sock.close()
+    async with kit_started(runtime, run_workers=run_workers, base_url=base_url, client=checked) as client:
+        yield client  # type: ignore[misc]
 
 
 def inbound_body(*messages: tuple[str, str, str], statuses: list[dict[str, Any]] | None = None) -> bytes:
@@ -150,36 +89,6 @@ def inbound_body(*messages: tuple[str, str, str], statuses: list[dict[str, Any]]
 
 async def post_signed(client: httpx.AsyncClient, body: bytes, *, number: str = "n1", path: str = "/webhooks/whatsapp/recorder") -> httpx.Response:
     return await client.post(path, content=body, headers=signed_headers(number, SECRET, body))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until `check()` is true (the work queue runs in the background)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-class Inbox:
-    """A workflow plugin that records what it is told: inbound messages and applied statuses."""
-
-    def __init__(self) -> None:
-        self.inbound: list[Any] = []
-        self.statuses: list[str] = []
-
-    @hookimpl
-    async def on_inbound_message(self, message: Any) -> None:
-        self.inbound.append(message)
-
-    @hookimpl
-    async def on_status_update(self, event: Any) -> None:
-        self.statuses.append(event.status.value)
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

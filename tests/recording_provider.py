@@ -94,10 +94,11 @@ def provider_parse(request: WebhookRequest, numbers: Sequence[Number]) -> Parsed
         messages = [
             InboundMessage(
                 number_id=number.id,
-                external_id=item["id"],
-                contact=ContactInfo(address=item["from"], name=item.get("name")),
-                text=item.get("text"),
-                media=[Media(content_type=m.get("content_type"), url=m.get("url"), filename=m.get("filename"),
+                external_id=_text(item, "id"),
+                contact=ContactInfo(address=_text(item, "from"), name=_text(item, "name", required=False)),
+                text=_text(item, "text", required=False),
+                media=[Media(content_type=_text(m, "content_type", required=False), url=_text(m, "url", required=False),
+                             filename=_text(m, "filename", required=False),
                              data=base64.b64decode(m["b64"]) if "b64" in m else None) for m in item.get("media", [])],
                 raw=item,
             )
@@ -106,10 +107,10 @@ def provider_parse(request: WebhookRequest, numbers: Sequence[Number]) -> Parsed
         statuses = [
             StatusUpdate(
                 number_id=number.id,
-                external_id=item["id"],
-                raw_status=item["status"],
-                error_code=item.get("error_code"),
-                error_text=item.get("error_text"),
+                external_id=_text(item, "id"),
+                raw_status=_text(item, "status"),
+                error_code=_text(item, "error_code", required=False),
+                error_text=_text(item, "error_text", required=False),
                 raw=item,
             )
             for item in payload.get("statuses", [])
@@ -117,6 +118,16 @@ def provider_parse(request: WebhookRequest, numbers: Sequence[Number]) -> Parsed
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MalformedWebhook(f"not a recorder payload: {exc}") from exc
     return ParsedWebhook(messages=messages, statuses=statuses)
+
+
+def _text(item: dict, key: str, *, required: bool = True) -> str | None:
+    """A string field of the payload; anything else is a malformed webhook, not a stored value."""
+    value = item.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise TypeError(f"{key!r} must be a non-empty string" if required else f"{key!r} must be a string")
+    return value
 
 
 @hookimpl

@@ -99,6 +99,14 @@ def test_every_documented_hook_exists():
     )
 
 
+def test_every_hook_has_an_example_implementing_it():
+    text = HOOKS_DOC.read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^### (\w+)\n(.*?)(?=^### |\Z)", text, flags=re.MULTILINE | re.DOTALL))
+    lacking = [hook for hook in _hookspecs()
+               if not any(re.search(rf"def {hook}\(", block) for block in re.findall(r"```python\n(.*?)```", sections.get(hook, ""), flags=re.DOTALL))]
+    assert not lacking, f"docs/plugin-hooks.md: no python example defining these hooks: {', '.join(lacking)}"
+
+
 def test_hooks_are_documented_once_in_the_order_of_hookspecs():
     documented = _headings(HOOKS_DOC.read_text(encoding="utf-8"), 3)
     assert len(documented) == len(set(documented)), "a hook is documented twice"
@@ -226,7 +234,11 @@ def test_every_cli_command_is_in_the_readme():
 # --------------------------------------------------------------------------- links
 
 
-@pytest.mark.parametrize("document", [README, HOOKS_DOC, CONFIG_DOC, ARCHITECTURE_DOC], ids=lambda path: path.name)
+TUTORIAL = ROOT / "docs" / "writing-plugins.md"
+TELEGRAM_README = ROOT / "examples" / "hookline-telegram" / "README.md"
+
+
+@pytest.mark.parametrize("document", [README, HOOKS_DOC, CONFIG_DOC, ARCHITECTURE_DOC, TUTORIAL, TELEGRAM_README], ids=lambda path: path.name)
 def test_relative_links_resolve(document):
     text = document.read_text(encoding="utf-8")
     broken = []

@@ -23,7 +23,7 @@ from core.auth.tokens import create_token, create_user
 from core.event_log import Cursor, live_edge, read_after
 from core.runtime import Runtime
 from core.storage.database import close_storage, open_storage
-from tests.conftest import _truncate
+from core.testing.database import _truncate
 from tests.helpers import EventStream, SECRET, eventually, inbound_body, runtime_for, served, write_config
 from tests.recording_provider import signed_headers
 from tests.test_process import RECORDER, serving

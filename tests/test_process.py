@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _admin, _with_database
+from core.testing.database import execute as _admin
+from core.testing.database import with_database as _with_database
 from tests.fake_api import running_fake_api
 from tests.helpers import runtime_for, write_config
 

@@ -71,7 +71,7 @@ def console_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     (parametrized by them: "sqlite" or "postgres"): recorder and twilio enabled, `public_url` its
     own address (Twilio signatures are checked against it), an admin made by `hookline users
     create`, Twilio numbers sending to a local fake of Twilio's API."""
-    from tests.conftest import _truncate
+    from core.testing.database import emptied
     from tests.fake_twilio import running_fake_twilio
     from tests.helpers import write_config
     from tests.test_process import free_port, hookline
@@ -84,7 +84,7 @@ def console_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         database_url = request.getfixturevalue("postgres_url")  # migrated; fails under HOOKLINE_REQUIRE_POSTGRES=1
         if database_url is None:
             pytest.skip("PostgreSQL not reachable (set DATABASE_URL, or HOOKLINE_REQUIRE_POSTGRES=1 to fail)")
-        asyncio.run(_truncate(database_url))
+        emptied(database_url)
     port = free_port()
     config = write_config(directory, database_url, enabled=["recorder", "twilio"], modules=["tests.recording_provider"],
                           public_url=f"http://127.0.0.1:{port}")
