@@ -1,5 +1,5 @@
-"""Starting and stopping what a server or worker process runs: storage, numbers, plugins, the
-queue workers and the numbers refresher — in that order, and back in reverse."""
+"""Starting and stopping what a server or worker process runs: metrics, storage, numbers,
+plugins, the queue workers and the numbers refresher — in that order, and back in reverse."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+from core import metrics
 from core.jobs import dead_handlers, job_handlers
 from core.numbers import sync_config_numbers
 from core.runtime import Runtime
@@ -22,6 +24,26 @@ log = logging.getLogger("hookline")
 async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIterator[None]:
     """Everything a process needs while the block runs. `run_workers=False` leaves the queue to
     other processes (`serve --no-queue` beside `hookline worker`)."""
+    host, settings = runtime.host, runtime.settings
+    counting = settings.metrics.enabled
+    if counting:  # before anything counts: the process joins the machine's shared metrics directory
+        metrics.activate(metrics_directory(runtime), role)
+    try:
+        async with _running(runtime, run_workers=run_workers, role=role):
+            yield
+    finally:
+        if counting:
+            metrics.deactivate()
+
+
+def metrics_directory(runtime: Runtime) -> Path:
+    """`[metrics] directory`, by default `<[server] data_dir>/metrics`."""
+    configured = runtime.settings.metrics.directory
+    return Path(configured) if configured else Path(runtime.settings.server.data_dir) / "metrics"
+
+
+@contextlib.asynccontextmanager
+async def _running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIterator[None]:
     host, settings = runtime.host, runtime.settings
     await open_storage(settings.database.url)
     worker: Consumer | None = None

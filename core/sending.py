@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from core import events
+from core import events, metrics
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
 from core.types import DeliveryStatus, Direction, Interactive, Media, OutboundMessage, Owner, ProviderError, Template
@@ -112,24 +113,34 @@ async def deliver(host: Host, message_id: int) -> None:
         reply_to=message.reply_to,
         status_callback_url=host.status_callback_url(number.provider),
     )
+    if outbound.template is not None and not provider.implements("provider_send_template"):
+        await mark_failed(host, message, "unsupported", f"{number.provider} cannot send templates")
+        return
+    if outbound.interactive is not None and not provider.implements("provider_send_interactive"):
+        await mark_failed(host, message, "unsupported", f"{number.provider} cannot send interactive messages")
+        return
+    started = time.perf_counter()  # the provider call alone: hookline_send_duration_seconds
     try:
         if outbound.template is not None:
-            if not provider.implements("provider_send_template"):
-                raise ProviderError(f"{number.provider} cannot send templates", code="unsupported")
             result = await provider.send_template(host, number, outbound)
         elif outbound.interactive is not None:
-            if not provider.implements("provider_send_interactive"):
-                raise ProviderError(f"{number.provider} cannot send interactive messages", code="unsupported")
             result = await provider.send_interactive(host, number, outbound)
         elif outbound.media is not None:
             result = await provider.send_media(host, number, outbound)
         else:
             result = await provider.send_text(host, number, outbound)
     except ProviderError as exc:
+        metrics.send_duration(number.provider, time.perf_counter() - started)
         if exc.retryable:
+            metrics.send_transient_error(number.provider, exc.code)
             raise RetryLater(f"{number.provider} {exc.code or ''} {exc.message}".strip(), exc.retry_after) from exc
         await mark_failed(host, message, exc.code, exc.message)
         return
+    except Exception:  # a plugin's bug: the job is retried like a transient error
+        metrics.send_duration(number.provider, time.perf_counter() - started)
+        metrics.send_transient_error(number.provider, "exception")
+        raise
+    metrics.send_duration(number.provider, time.perf_counter() - started)
     status = provider.status_map.get(result.raw_status, DeliveryStatus.QUEUED)
     async with in_transaction() as connection:
         await lock_provider_ids(connection, number.provider, [result.external_id])
@@ -146,6 +157,7 @@ async def deliver(host: Host, message_id: int) -> None:
         await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
     host.events.wake()
+    metrics.message_sent(number.provider)
     log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
 
 
@@ -175,4 +187,6 @@ async def mark_failed(host: Host, message: Message, code: str | None, text: str)
             await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
     host.events.wake()
+    if moved:  # once per message, however often a re-run job gets here
+        metrics.message_failed(message.provider, code)
     log.warning("message %s failed: %s %s", message.id, code or "", text)
