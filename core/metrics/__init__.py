@@ -39,12 +39,13 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:  # prometheus-client is imported when first needed: CLI commands that count nothing skip it
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
 
-from core.metrics.directory import SharedDirectory
+    from core.metrics.directory import SharedDirectory
 
 log = logging.getLogger("hookline.metrics")
 
@@ -75,8 +76,13 @@ MAX_ERROR_CODES = 64  # distinct codes per provider a process labels; then "othe
 class _Metrics:
     """One set of metric objects. Made anew by `activate` (counts start from the shared files)."""
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.registry = registry
+    def __init__(self, *, shared: bool) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        # Shared: the objects write to the directory's files and belong to no registry (a scrape
+        # reads the files). In memory: a registry of their own, never prometheus-client's global one.
+        registry = None if shared else CollectorRegistry(auto_describe=True)
+        self.registry: CollectorRegistry | None = registry
         self.webhooks = Counter("hookline_webhooks_total", "Webhook requests by provider and outcome.",
                                 ["provider", "outcome"], registry=registry)
         self.webhook_messages = Counter("hookline_webhook_messages_total",
@@ -128,9 +134,15 @@ class _State:
     """What this process counts into: the in-memory default, or a shared directory."""
 
     def __init__(self) -> None:
-        self.metrics = _Metrics(CollectorRegistry(auto_describe=True))
+        self._metrics: _Metrics | None = None
         self.directory: SharedDirectory | None = None
         self.users = 0
+
+    @property
+    def metrics(self) -> _Metrics:
+        if self._metrics is None:
+            self._metrics = _Metrics(shared=False)
+        return self._metrics
 
 
 _state = _State()
@@ -147,6 +159,10 @@ def activate(directory: Path, role: str) -> None:
         _state.users += 1
         _state.metrics.child(_state.metrics.processes, role).set(1)
         return
+    from prometheus_client import values
+
+    from core.metrics.directory import SharedDirectory
+
     if _state.directory is not None:
         _close()
     shared = SharedDirectory(directory)
@@ -155,7 +171,7 @@ def activate(directory: Path, role: str) -> None:
     # both read when a labelled child is made: set them before any metric of this set exists.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     values.ValueClass = values.MultiProcessValue()
-    _state.metrics = _Metrics(None)
+    _state._metrics = _Metrics(shared=True)
     _state.directory = shared
     _state.users = 1
     _state.metrics.child(_state.metrics.processes, role).set(1)
@@ -172,12 +188,14 @@ def deactivate() -> None:
 
 
 def _close() -> None:
+    from prometheus_client import values
+
     directory = _state.directory
     assert directory is not None
     values.ValueClass.close_all_files()  # type: ignore[attr-defined]  # the MultiProcessValue made by activate
     values.ValueClass = values.MutexValue
     directory.close()
-    _state.metrics = _Metrics(CollectorRegistry(auto_describe=True))
+    _state._metrics = None  # back to memory, from zero
     _state.directory = None
     _state.users = 0
 
