@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -323,10 +324,17 @@ def _scrape_url(url: str) -> Samples:
     return parse(response.text)
 
 
-def _post(url: str, message_id: str) -> None:
+def _post(url: str, message_id: str) -> int:
+    """Post one webhook until it is stored, as a provider would; returns how many 503s it got
+    (SQLite can refuse a write transaction that meets another process's: `database is locked`)."""
     body = inbound_body((message_id, "+15550100001", "hola"))
-    response = httpx.post(f"{url}/webhooks/whatsapp/recorder", content=body, headers=signed_headers("n1", SECRET, body), timeout=10)
-    assert response.status_code == 200, response.text
+    for refused in range(5):
+        response = httpx.post(f"{url}/webhooks/whatsapp/recorder", content=body, headers=signed_headers("n1", SECRET, body), timeout=10)
+        if response.status_code != 503:
+            assert response.status_code == 200, response.text
+            return refused
+        time.sleep(0.1)
+    raise AssertionError(f"{url} answered 503 five times")
 
 
 async def _queue_send(config: Path) -> None:
@@ -352,12 +360,11 @@ def test_two_servers_and_a_worker_report_one_sum(tmp_path, database_url, monkeyp
         config = write_config(tmp_path, database_url, api_url=fake.url, modules=[RECORDER])
         with serving(config, tmp_path, "--no-queue") as a:  # first: it migrates a new SQLite file
             with working(config, tmp_path, "worker") as worker, serving(config, tmp_path, "--no-queue") as b:  # both start at once
-                wait_until(lambda: value(_scrape_url(a.url), "hookline_processes", role="worker") == 1, 15, "the worker")
-                for index in range(3):
-                    _post(a.url, f"a{index}")
-                _post(b.url, "b0")
-                _post(b.url, "b1")
-                _post(b.url, "a0")  # a redelivery, to the other server
+                wait_until(lambda: "hookline worker ready" in (tmp_path / "worker.log").read_text(), 15, "the worker")
+                assert value(_scrape_url(a.url), "hookline_processes", role="worker") == 1
+                unavailable = sum(_post(a.url, f"a{index}") for index in range(3))
+                unavailable += _post(b.url, "b0") + _post(b.url, "b1")
+                unavailable += _post(b.url, "a0")  # a redelivery, to the other server
                 asyncio.run(_queue_send(config))
                 fake.wait_for(1, timeout=15)
 
@@ -371,6 +378,7 @@ def test_two_servers_and_a_worker_report_one_sum(tmp_path, database_url, monkeyp
                     samples = _scrape_url(server.url)
                     assert value(samples, "hookline_webhooks_total", provider="recorder", outcome="accepted") == 5
                     assert value(samples, "hookline_webhooks_total", provider="recorder", outcome="duplicate") == 1
+                    assert value(samples, "hookline_webhooks_total", provider="recorder", outcome="unavailable") == unavailable
                     assert value(samples, "hookline_webhook_messages_total", provider="recorder", result="stored") == 5
                     assert value(samples, "hookline_messages_sent_total", provider="recorder") == 1  # counted by the worker
                     assert value(samples, "hookline_send_duration_seconds_count", provider="recorder") == 1
@@ -385,8 +393,7 @@ def test_two_servers_and_a_worker_report_one_sum(tmp_path, database_url, monkeyp
 
                 worker.send_signal(signal.SIGTERM)
                 assert worker.wait(timeout=20) == 0
-                _post(a.url, "a3")
-                _post(a.url, "a4")
+                assert _post(a.url, "a3") + _post(a.url, "a4") == 0  # nobody else writes now
                 samples = _scrape_url(a.url)
                 assert value(samples, "hookline_processes", role="worker") == 0
                 assert value(samples, "hookline_webhooks_total", provider="recorder", outcome="accepted") == 7
