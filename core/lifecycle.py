@@ -27,7 +27,7 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str) -> AsyncIte
     host, settings = runtime.host, runtime.settings
     counting = settings.metrics.enabled
     if counting:  # before anything counts: the process joins the machine's shared metrics directory
-        metrics.activate(metrics_directory(runtime), role)
+        metrics.activate(metrics_directory(runtime), role, runtime.dispatch.providers)
     try:
         async with _running(runtime, run_workers=run_workers, role=role):
             yield

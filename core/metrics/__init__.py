@@ -108,6 +108,20 @@ class _Metrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         self._codes: dict[str, set[str]] = {}
 
+    def start(self, role: str, providers: Iterable[str]) -> None:
+        """This process is alive in `role`; every series known in advance exists, at 0."""
+        self.child(self.processes, role).set(1)
+        for provider in providers:
+            for outcome in OUTCOMES:
+                self.child(self.webhooks, provider, outcome)
+            for result in ("stored", "duplicate"):
+                self.child(self.webhook_messages, provider, result)
+            self.child(self.sent, provider)
+            self.child(self.send_seconds, provider)
+        for scope in RATE_LIMIT_SCOPES:
+            self.child(self.waits, scope)
+            self.child(self.wait_seconds, scope)
+
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, remembered: prometheus-client's own lookup takes a lock."""
         key = (id(metric), *labels)
@@ -148,16 +162,19 @@ class _State:
 _state = _State()
 
 
-def activate(directory: Path, role: str) -> None:
+def activate(directory: Path, role: str, providers: Iterable[str] = ()) -> None:
     """Count into `directory`, shared with every hookline process on this machine.
 
-    Called at process start, before anything is counted. A second activation of the same
-    directory in one process (two apps in one test) shares it; another directory replaces it.
+    Called at process start, before anything is counted. The series of the enabled `providers`
+    (all but error codes) are made at 0 now, so that they exist from the first scrape (a rate
+    needs a first sample) and their files are written here rather than on a first webhook. A
+    second activation of the same directory in one process (two apps in one test) shares it;
+    another directory replaces it.
     """
     directory = directory.resolve()
     if _state.directory is not None and _state.directory.path == directory:
         _state.users += 1
-        _state.metrics.child(_state.metrics.processes, role).set(1)
+        _state.metrics.start(role, providers)
         return
     from prometheus_client import values
 
@@ -174,7 +191,7 @@ def activate(directory: Path, role: str) -> None:
     _state._metrics = _Metrics(shared=True)
     _state.directory = shared
     _state.users = 1
-    _state.metrics.child(_state.metrics.processes, role).set(1)
+    _state.metrics.start(role, providers)
     log.debug("metrics: counting into %s", directory)
 
 
