@@ -1,4 +1,4 @@
-"""The Starlette application: health, webhooks, and a lifespan that runs storage, workers, plugins."""
+"""The Starlette application: health, metrics, webhooks, and a lifespan that runs storage, workers, plugins."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from core.console import console_routes
 from core.config import resolve_config_path
 from core.lifecycle import running
 from core.logs import setup_logging
+from core.metrics.endpoint import metrics_routes
 from core.runtime import Runtime, build_runtime
 from core.webhooks import webhook_routes
 
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime, *, run_workers: bool = True) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *metrics_routes(settings.metrics),
         Route("/media/{key}", host.media.endpoint, methods=["GET", "HEAD"]),
         *webhook_routes(host),
         Mount("/api", routes=api),

@@ -6,14 +6,15 @@ pass. Plugin tables and number settings are validated by the models the plugins 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from core.interpolate import interpolate
 from core.limits import LimitSetting, over_cap
@@ -77,6 +78,35 @@ class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
 
 
+def _ip_network(value: str) -> str:
+    """An address or network as `ipaddress` writes it (`10.0.0.0/8`, `::1/128`)."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError("expected an IP address or network such as 127.0.0.1/32 or ::1/128") from None
+
+
+class MetricsConfig(_Section):
+    """`GET /metrics` (core/metrics/): who may scrape it, and where processes pool their counts."""
+
+    enabled: bool = True
+    # Compared in constant time; never logged, never echoed in a configuration error.
+    token: SecretStr | None = None
+    # Client addresses or networks that need no token; the default is this machine only.
+    allow: list[Annotated[str, AfterValidator(_ip_network)]] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # Where every process on this machine keeps its counters; default: in /dev/shm (core.metrics.directory).
+    directory: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None  # `token = "${HOOKLINE_METRICS_TOKEN:-}"` unset: no token
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a metrics token must be at least 16 characters")
+        return value
+
+
 class _PluginsSection(BaseModel):
     model_config = ConfigDict(extra="allow")  # the extra keys are the per-plugin tables
 
@@ -100,6 +130,7 @@ class _File(_Section):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     plugins: _PluginsSection = Field(default_factory=_PluginsSection)
     numbers: list[_NumberEntry] = Field(default_factory=list)
 
@@ -150,6 +181,7 @@ class Settings:
     queue: QueueConfig
     media: MediaConfig
     logging: LoggingConfig
+    metrics: MetricsConfig
     enabled_plugins: tuple[str, ...]
     plugin_modules: tuple[str, ...]
     plugin_settings: Mapping[str, BaseModel] = field(default_factory=dict)
@@ -206,8 +238,8 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
             continue
         try:
             sections[name] = model.model_validate(data.get(name, {}))
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, name, model, show_input=True))
+        except ValidationError as exc:  # [metrics] holds a token: never echo what was given there
+            problems.extend(_problems_from(exc, name, model, show_input=name != "metrics"))
             sections[name] = None
     for name in data:
         if name not in _File.model_fields:
@@ -259,6 +291,10 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
     if queue_section and database_section and queue_section.backend == "pgqueuer" and database_section.url.startswith("sqlite://"):
         problems.append(Problem("queue.backend", "pgqueuer needs a PostgreSQL [database] url (it is sqlite://…); use \"auto\" or \"embedded\""))
 
+    metrics_section = sections.get("metrics")
+    if metrics_section and metrics_section.enabled and metrics_section.token is None and not metrics_section.allow:
+        problems.append(Problem("metrics", "/metrics would refuse everyone: set token or allow, or enabled = false"))
+
     numbers: list[Number] = []
     seen_ids: set[str] = set()
     for index, entry in entries:
@@ -293,6 +329,7 @@ def load_settings(path: Path, catalog: PluginCatalog, env: Mapping[str, str] | N
         queue=sections["queue"],
         media=sections["media"],
         logging=sections["logging"],
+        metrics=sections["metrics"],
         enabled_plugins=tuple(enabled),
         plugin_modules=tuple(plugins_section.modules),
         plugin_settings=plugin_settings,

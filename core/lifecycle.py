@@ -1,6 +1,6 @@
-"""Starting and stopping what a server or worker process runs: storage, numbers, plugins, the
-queue workers, the numbers refresher and (a server on PostgreSQL) the live-events listener — in
-that order, and back in reverse."""
+"""Starting and stopping what a server or worker process runs: metrics, storage, numbers,
+plugins, the queue workers, the numbers refresher and (a server on PostgreSQL) the live-events
+listener — in that order, and back in reverse."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from tortoise.connection import get_connection
 
+from core import metrics
+from core.metrics.directory import default_directory
 from core.event_listener import EventListener, connect_like
 from core.jobs import dead_handlers, job_handlers
 from core.numbers import sync_config_numbers
@@ -27,6 +30,26 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str, live_events
     """Everything a process needs while the block runs. `run_workers=False` leaves the queue to
     other processes (`serve --no-queue` beside `hookline worker`); `live_events` is for a process
     that serves event streams, which on PostgreSQL then keeps a LISTEN connection of its own."""
+    host, settings = runtime.host, runtime.settings
+    counting = settings.metrics.enabled
+    if counting:  # before anything counts: the process joins the machine's shared metrics directory
+        metrics.activate(metrics_directory(runtime), role, runtime.dispatch.providers)
+    try:
+        async with _running(runtime, run_workers=run_workers, role=role, live_events=live_events):
+            yield
+    finally:
+        if counting:
+            metrics.deactivate()
+
+
+def metrics_directory(runtime: Runtime) -> Path:
+    """`[metrics] directory`, by default one in shared memory (core.metrics.directory)."""
+    configured = runtime.settings.metrics.directory
+    return Path(configured) if configured else default_directory(Path(runtime.settings.server.data_dir))
+
+
+@contextlib.asynccontextmanager
+async def _running(runtime: Runtime, *, run_workers: bool, role: str, live_events: bool) -> AsyncIterator[None]:
     host, settings = runtime.host, runtime.settings
     await open_storage(settings.database.url)
     worker: Consumer | None = None

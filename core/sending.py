@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from core import events, limits, ratelimit
+from core import events, limits, metrics, ratelimit
 from core.dispatch import Provider
 from core.intake import advance_status, inbound_key, lock_provider_ids, outbound_key
 from core.storage.models import Conversation, Message, StatusEvent
@@ -119,15 +120,29 @@ async def deliver(host: Host, message_id: int) -> None:
         reply_to=message.reply_to,
         status_callback_url=host.status_callback_url(number.provider),
     )
+    started: float | None = None  # set once the provider is called: rate-limit waits are not its time
     try:
         send = _send_call(provider, number, outbound)
         await wait_for_slots(host, provider, number, outbound.to)
+        started = time.perf_counter()  # the provider call alone: hookline_send_duration_seconds
         result = await send(host, number, outbound)
     except ProviderError as exc:
+        if started is not None:
+            metrics.send_duration(number.provider, time.perf_counter() - started)
         if exc.retryable:
+            metrics.send_transient_error(number.provider, exc.code)
             raise RetryLater(f"{number.provider} {exc.code or ''} {exc.message}".strip(), exc.retry_after) from exc
         await mark_failed(host, message, exc.code, exc.message)
         return
+    except Postpone:
+        raise
+    except Exception:  # a plugin's bug: the job is retried like a transient error
+        if started is not None:
+            metrics.send_duration(number.provider, time.perf_counter() - started)
+        metrics.send_transient_error(number.provider, "exception")
+        raise
+    assert started is not None
+    metrics.send_duration(number.provider, time.perf_counter() - started)
     status = provider.status_map.get(result.raw_status, DeliveryStatus.QUEUED)
     async with in_transaction() as connection:
         await lock_provider_ids(connection, number.provider, [result.external_id])
@@ -144,6 +159,7 @@ async def deliver(host: Host, message_id: int) -> None:
         await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
     host.events.wake()
+    metrics.message_sent(number.provider)
     log.info("sent message %s via %s as %s (%s)", message.id, number.provider, result.external_id, result.raw_status)
 
 
@@ -178,10 +194,14 @@ async def wait_for_slots(host: Host, provider: Provider, number: Number, address
     recipient = None
     if recipient_limit is not None:
         recipient = await ratelimit.acquire(limits.recipient_key(number.id, address), recipient_limit, bound)
+        if recipient.wait > 0:
+            metrics.rate_limit_waited("recipient", recipient.wait)
         if not recipient.granted:
             raise Postpone(recipient.retry_after, f"rate limit per recipient of number {number.id}: next slot in {recipient.wait:.1f}s")
         await asyncio.sleep(recipient.wait)
     slot = await ratelimit.acquire(limits.number_key(number.id), number_limit, bound)
+    if slot.wait > 0:  # a wait for a slot, slept here or postponed to the queue
+        metrics.rate_limit_waited("number", slot.wait)
     if not slot.granted:
         if recipient is not None:
             await ratelimit.refund(recipient)
@@ -215,4 +235,6 @@ async def mark_failed(host: Host, message: Message, code: str | None, text: str)
             await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
     host.events.wake()
+    if moved:  # once per message, however often a re-run job gets here
+        metrics.message_failed(message.provider, code)
     log.warning("message %s failed: %s %s", message.id, code or "", text)

@@ -3,7 +3,8 @@
 raw body read once (413 past the limit) → the provider names candidate numbers (404 if none) →
 the provider proves the request (403 if not) → parse (400 if malformed) → one transaction: store
 idempotently and enqueue the work (503 if storage is down, so the provider retries) → the
-provider's acknowledgement. Every outcome is one log line; no workflow code runs here.
+provider's acknowledgement. Every outcome is one log line and one counter increment
+(`hookline_webhooks_total`, core/metrics); no workflow code runs here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from tortoise.exceptions import ValidationError
 
+from core import metrics
 from core.dispatch import Provider
 from core.host import Host
 from core.intake import record_webhook
@@ -128,16 +130,19 @@ class WebhookEndpoint:
             "webhook %s accepted: %d stored, %d duplicate, %d status(es) applied of %d",
             name, len(result.stored), result.duplicates, result.statuses_applied, result.statuses_kept,
         )
+        metrics.webhook_stored(name, len(result.stored), result.duplicates, len(parsed.statuses))
         return self.provider.acknowledge(webhook, parsed)
 
 
 def _storage_unavailable(provider: str, exc: Exception) -> Response:
     log.error("webhook %s refused 503: storage unavailable: %s: %s", provider, type(exc).__name__, exc)
+    metrics.webhook_refused(provider, 503)
     return PlainTextResponse("storage unavailable, retry later", status_code=503, headers={"Retry-After": "5"})
 
 
 def _refuse(status: int, provider: str, reason: str) -> Response:
     log.warning("webhook %s refused %d: %s", provider, status, reason)
+    metrics.webhook_refused(provider, status)
     text = {400: "malformed request", 403: "forbidden", 404: "unknown number", 413: "request too large"}[status]
     return PlainTextResponse(text, status_code=status)
 

@@ -140,6 +140,8 @@ async def test_every_route_but_health_media_webhooks_and_login_needs_auth(tmp_pa
             response = await client.request(method, url)
             if (method, path) in PUBLIC or path.startswith("/webhooks/whatsapp/"):
                 assert response.status_code != 401, (method, path)
+            elif path == "/metrics":  # its own rules (tests/test_metrics.py): this client is 127.0.0.1, allowed by default
+                assert response.status_code == 200, (method, path, response.status_code)
             elif _console_page(method, path):  # a browser is sent to the login page, and back after it
                 assert response.status_code == 303, (method, path, response.status_code)
                 assert response.headers["location"].startswith("/console/login?next=%2F"), (method, path)

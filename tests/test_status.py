@@ -40,7 +40,9 @@ async def post_statuses(client: httpx.AsyncClient, *statuses: dict[str, Any]) ->
 
 
 async def sent_message(runtime: Any, text: str = "hi") -> tuple[Message, str]:
-    """A message the fake API accepted: stored `queued` with the provider's id."""
+    """A message the fake API accepted: stored `queued` with the provider's id, and its `queued`
+    notification run (a workflow reads the message when notified: a status webhook posted
+    before that would already show)."""
     conversation = await runtime.host.conversation_with("n1", CUSTOMER)
     message = await runtime.host.send_text(conversation, text)
 
@@ -48,6 +50,7 @@ async def sent_message(runtime: Any, text: str = "hi") -> tuple[Message, str]:
         return (await Message.get(id=message.id)).external_id is not None
 
     await eventually(has_id, timeout=5)
+    await eventually(no_jobs, timeout=5)
     stored = await Message.get(id=message.id)
     assert stored.status is DeliveryStatus.QUEUED
     return stored, stored.external_id

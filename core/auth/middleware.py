@@ -1,4 +1,4 @@
-"""Authentication for everything but health, signed media URLs, provider webhooks and login.
+"""Authentication for everything but health, metrics, signed media URLs, provider webhooks and login.
 
 Fail closed: a path is public only if listed here; anything else (unknown paths too) answers 401
 without a valid `Authorization: Bearer` token or session cookie — except console pages, where a
@@ -26,7 +26,9 @@ from core.auth.tokens import user_for_token
 
 log = logging.getLogger("hookline.auth")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# /metrics is not anonymous: its own check (core/metrics/endpoint.py: the [metrics] token or an
+# allowed client address) runs in the route, because a scraper has no user, token or session here.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 PUBLIC_PREFIXES = ("/media/", "/webhooks/whatsapp/", "/console/static/")
 LOGIN_PATH = "/api/auth/login"
 CONSOLE_LOGIN_PATH = "/console/login"
