@@ -3,7 +3,6 @@ templates, the flow decisions and the settings checks."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from plugins.bot_transfer.pdf import MISSING, PdfError, printable, render_pdf
 from plugins.bot_transfer.schema import BotTransferSettings
 from plugins.bot_transfer.templating import Templates, safe_filename
 from tests import recording_provider
+from tests.system_packages import ensure_program
 from tests.test_bot_transfer_helpers import flat, pdf_text
 
 START = datetime(2026, 3, 1, 14, 0, tzinfo=UTC)
@@ -71,13 +71,14 @@ def test_characters_the_font_lacks_become_a_box_and_invisible_ones_go():
     assert f"Gracias {MISSING} ¡listo! ❤ Привет" in text
 
 
-def test_the_pdf_opens_in_poppler_when_it_is_installed():
-    if shutil.which("pdftotext") is None:
-        pytest.skip("poppler-utils not installed (apt-get install poppler-utils); pypdf checks the text elsewhere")
+def test_the_pdf_opens_in_poppler(pytestconfig):
+    """A second reader besides pypdf: poppler, what many desktop viewers use."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    pdftotext = ensure_program(Path("/usr/bin/pdftotext"), "poppler-utils", capture.global_and_fixture_disabled)
     data = summary_pdf([SPANISH, PORTUGUESE] * 40)
-    result = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True)
+    result = subprocess.run([str(pdftotext), "-", "-"], input=data, capture_output=True, check=True)
     assert SPANISH.encode() in result.stdout and b"Syntax Error" not in result.stderr
-    info = subprocess.run(["pdfinfo", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    info = subprocess.run([str(pdftotext.with_name("pdfinfo")), "-"], input=data, capture_output=True, check=True).stdout.decode()
     assert "Pages:" in info and "Title:           Resumen de la conversación" in info
 
 

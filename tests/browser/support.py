@@ -7,8 +7,6 @@ internet). The executable is /usr/bin/chromium from Debian's `chromium` package.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fake_twilio import FakeTwilio
+from tests.system_packages import ensure_program
 from tests.test_process import HOOKLINE, Server, cli_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,26 +40,8 @@ PASSWORD = "correct horse battery"
 
 
 def ensure_chromium(uncaptured: Callable[[], AbstractContextManager[object]] = nullcontext) -> Path:
-    """/usr/bin/chromium, apt-get installing it first when missing (root with apt-get only: saying
-    so, with apt-get's output on the terminal, outside pytest's capture); otherwise fail with how
-    to install it. Never skip: a missing browser is a broken test machine, not a pass."""
-    if CHROMIUM.is_file():
-        return CHROMIUM
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail(f"{CHROMIUM} is missing and cannot be installed here (apt-get: {apt or 'absent'}, "
-                    f"uid {os.geteuid()}). {INSTALL_HINT}", pytrace=False)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with uncaptured():
-        for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
-            print(f"\ntests/browser: {CHROMIUM} is missing; running: {' '.join(command)}", flush=True)
-            code = subprocess.run(command, env=env, timeout=900).returncode
-            if code != 0:
-                pytest.fail(f"`{' '.join(command)}` failed with status {code} (its output is above). {INSTALL_HINT}",
-                            pytrace=False)
-    if not CHROMIUM.is_file():
-        pytest.fail(f"apt-get installed chromium but {CHROMIUM} is still missing. {INSTALL_HINT}", pytrace=False)
-    return CHROMIUM
+    """/usr/bin/chromium, installed first when missing (tests/system_packages.py)."""
+    return ensure_program(CHROMIUM, "chromium", uncaptured, INSTALL_HINT)
 
 
 @dataclass
