@@ -49,7 +49,7 @@ from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
 from core.config import QueueConfig
-from core.queue import ClaimedJob, JobRows, now_ms
+from core.queue import ClaimedJob, JobRows, insert_jobs_from, now_ms
 from core.storage.sql import from_json, query, to_json
 from core.worker import JobRunner, backoff_delay
 
@@ -58,20 +58,21 @@ log = logging.getLogger("hookline.queue")
 LANE_ENTRYPOINT = "hookline_lane"
 SETTLE_MIN_DELAY = 0.05  # never wake a lane sooner than this: no busy loop on clock jitter
 
+def _lanes_of_jobs(delay_seconds: str) -> str:
+    """After `enqueued`: each job's lane row, and a pgqueuer job for each lane that had none."""
+    return (
+        ", lane AS (INSERT INTO hookline_lane (lane, touched_at) SELECT lane, now() FROM enqueued"
+        " ON CONFLICT (lane) DO UPDATE SET touched_at = EXCLUDED.touched_at RETURNING lane, (xmax = 0) AS new)"
+        ", lane_job AS (INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)"
+        f" SELECT 0, '{LANE_ENTRYPOINT}', convert_to(lane, 'UTF8'), now() + make_interval(secs => {delay_seconds}), 'queued'"
+        " FROM lane WHERE new)"
+    )
+
+
+_LANE_OF_JOB = "COALESCE(ordering_key, '#' || id::text) AS lane"
 _ENQUEUE = (
-    "WITH job AS ("
-    "  INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at)"
-    "  VALUES (?, ?, ?, ?, 'ready', 0, ?, ?)"
-    "  ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
-    "  RETURNING COALESCE(ordering_key, '#' || id::text) AS lane"
-    "), lane AS ("
-    "  INSERT INTO hookline_lane (lane, touched_at) SELECT lane, now() FROM job"
-    "  ON CONFLICT (lane) DO UPDATE SET touched_at = EXCLUDED.touched_at"
-    "  RETURNING lane, (xmax = 0) AS new"
-    ")"
-    " INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)"
-    " SELECT 0, '" + LANE_ENTRYPOINT + "', convert_to(lane, 'UTF8'), now() + make_interval(secs => ?), 'queued'"
-    " FROM lane WHERE new"
+    "WITH source AS (SELECT ?::text AS kind, ?::jsonb AS payload, ?::text AS ordering_key, ?::text AS dedupe_key)"
+    + insert_jobs_from("source", "?", "?", _LANE_OF_JOB) + _lanes_of_jobs("?") + " SELECT 1"
 )
 _WAKE_LANE = (
     "INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)"
@@ -113,6 +114,9 @@ class PgQueue(JobRows):
             kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
             max(0.0, delay_seconds),
         ])
+
+    def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:
+        return insert_jobs_from(source, run_at_ms, now, _LANE_OF_JOB) + _lanes_of_jobs("0")
 
     def wake(self) -> None:
         """Nothing to do: pgqueuer's trigger notifies every instance when the lane job commits."""

@@ -71,6 +71,12 @@ class WorkQueue(Protocol):
 
     def wake(self) -> None: ...
 
+    def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:
+        """PostgreSQL: CTE items (each `, name AS (…)`) that enqueue one job per row of the CTE
+        `source` (columns kind, payload, ordering_key, dedupe_key), due at `run_at_ms` and created
+        `now` (SQL expressions), so that one statement stores a row and its job together."""
+        ...
+
     def consumer(self, runner: JobRunner) -> Consumer: ...
 
     async def extend(self, job_ids: list[int], lease_seconds: float) -> None: ...
@@ -92,6 +98,16 @@ _ENQUEUE = (  # on every webhook: written once, not built by the ORM each time
     " VALUES (?, ?, ?, ?, 'ready', 0, ?, ?)"
     " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
 )
+
+
+def insert_jobs_from(source: str, run_at_ms: str, now: str, returning: str = "") -> str:
+    """The job rows of `WorkQueue.enqueue_from`, as the CTE `enqueued`."""
+    return (
+        ", enqueued AS (INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at)"
+        f" SELECT kind, payload, ordering_key, dedupe_key, 'ready', 0, {run_at_ms}, {now} FROM {source}"
+        " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
+        f"{' RETURNING ' + returning if returning else ''})"
+    )
 
 
 class JobRows:
@@ -151,6 +167,9 @@ class EmbeddedQueue(JobRows):
     def wake(self) -> None:
         """Tell local workers there is work (call after the enqueuing transaction committed)."""
         self._wakeup.set()
+
+    def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:
+        return insert_jobs_from(source, run_at_ms, now)
 
     def consumer(self, runner: JobRunner) -> Consumer:
         from core.worker import Worker  # the worker module builds on this one

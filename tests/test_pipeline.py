@@ -55,6 +55,23 @@ async def test_fifty_concurrent_deliveries_store_one_row_and_call_once(tmp_path,
         assert len(recorder.calls) == 1
 
 
+async def test_a_new_customers_first_messages_at_once_make_one_contact_and_one_conversation(tmp_path, database_url):
+    """On PostgreSQL each message is one statement that loses this race to whichever commits the
+    contact first; the loser must fall back and store its message, not drop it."""
+    recorder = InboundRecorder()
+    runtime = runtime_for(write_config(tmp_path, database_url, enabled=["recorder", "p0"]), recorder)
+    async with started(runtime) as client:
+        bodies = [inbound_body((f"first-{n}", "+15550100999", f"hola {n}")) for n in range(20)]
+        responses = await asyncio.gather(*(post_signed(client, body) for body in bodies))
+        assert {response.status_code for response in responses} == {200}
+        assert await Message.filter(external_id__startswith="first-").count() == 20
+        assert await Contact.filter(address="+15550100999").count() == 1
+        assert await Conversation.all().count() == 1
+        await eventually(lambda: len(recorder.calls) == 20)
+        ids = [message_id for message_id, _ in recorder.calls]
+        assert ids == sorted(ids)  # stored order, one conversation
+
+
 async def _no_jobs() -> bool:
     return await Job.all().count() == 0
 
