@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from tortoise import Tortoise
 from tortoise.connection import get_connection
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
@@ -53,6 +54,14 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite://")
 
 
+async def _keep_session(connection: Any) -> None:
+    """The pool's reset when a connection comes back: nothing to send. asyncpg's default resets
+    the session with one more round trip per statement run outside a transaction (the webhook
+    path's usual case), but hookline leaves nothing in a pooled session: its advisory locks are
+    transaction-level and its LISTENs have connections of their own. (An open transaction is still
+    ended by asyncpg itself.)"""
+
+
 def tortoise_config(url: str) -> dict[str, Any]:
     """The Tortoise configuration for a hookline database URL (relative SQLite paths: from CWD)."""
     if is_sqlite(url):
@@ -65,8 +74,8 @@ def tortoise_config(url: str) -> dict[str, Any]:
             "credentials": {"file_path": path, "journal_mode": "WAL", "busy_timeout": 5000},
         }
     else:
-        parts = urlsplit(url)
-        connection = parts._replace(scheme="postgres").geturl()
+        connection = expand_db_url(urlsplit(url)._replace(scheme="postgres").geturl())
+        connection["credentials"]["reset"] = _keep_session
     return {
         "connections": {"default": connection},
         "apps": {
