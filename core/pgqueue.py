@@ -38,7 +38,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, QueueManager, Queries
@@ -87,10 +87,15 @@ def _lane_filter(lane: str) -> tuple[str, Any]:
     return "ordering_key = ?", lane
 
 
+_DSN_OPTIONS = ("host", "sslmode")  # what asyncpg reads from the query; Tortoise's pool options are not
+
+
 def asyncpg_dsn(url: str) -> str:
-    """A hookline PostgreSQL URL as asyncpg takes it (Tortoise's options in the query dropped)."""
+    """A hookline PostgreSQL URL as asyncpg takes it (a Unix socket's `host` and `sslmode` kept,
+    Tortoise's pool options such as `maxsize` dropped: asyncpg would send them as settings)."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgresql", query=""))
+    kept = [(key, value) for key, value in parse_qsl(parts.query) if key in _DSN_OPTIONS]
+    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(kept)))
 
 
 class PgQueue(JobRows):

@@ -166,3 +166,14 @@ def test_the_queue_backend_follows_the_database_unless_told_and_pgqueuer_needs_p
     assert settings('[database]\nurl = "postgres://u@h:5432/db"\n[queue]\nbackend = "embedded"\n').queue_backend == "embedded"
     [problem] = problems(write(tmp_path, '[queue]\nbackend = "pgqueuer"\n'))
     assert problem.startswith(f"{tmp_path / 'hookline.toml'}: queue.backend: pgqueuer needs a PostgreSQL")
+
+
+def test_a_postgres_url_may_name_a_unix_socket_and_keeps_pool_options_for_the_pool_only():
+    """`?host=/dir` as libpq spells it (cheaper than TCP on the same machine); `maxsize` is Tortoise's."""
+    from core.pgqueue import asyncpg_dsn
+    from core.storage.database import tortoise_config
+
+    url = "postgres://hookline@/hookline?host=/var/run/postgresql&maxsize=9"
+    credentials = tortoise_config(url)["connections"]["default"]["credentials"]
+    assert (credentials["host"], credentials["database"], credentials["maxsize"]) == ("/var/run/postgresql", "hookline", "9")
+    assert asyncpg_dsn(url) == "postgresql://hookline@/hookline?host=%2Fvar%2Frun%2Fpostgresql"

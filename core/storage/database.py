@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tortoise import Tortoise
 from tortoise.connection import get_connection
@@ -74,7 +74,11 @@ def tortoise_config(url: str) -> dict[str, Any]:
             "credentials": {"file_path": path, "journal_mode": "WAL", "busy_timeout": 5000},
         }
     else:
-        connection = expand_db_url(urlsplit(url)._replace(scheme="postgres").geturl())
+        parts = urlsplit(url)
+        connection = expand_db_url(parts._replace(scheme="postgres").geturl())
+        socket_dir = parse_qs(parts.query).get("host")
+        if socket_dir:  # postgres://user@/db?host=/var/run/postgresql: a Unix socket, as libpq spells it
+            connection["credentials"]["host"] = socket_dir[-1]
         connection["credentials"]["reset"] = _keep_session
     return {
         "connections": {"default": connection},
