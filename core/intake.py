@@ -21,7 +21,6 @@ from core.storage.models import Contact, Conversation, Message, StatusEvent
 from core.storage.sql import query, to_json
 from core.types import (
     STATUS_RANK,
-    ConversationState,
     DeliveryStatus,
     Direction,
     InboundMessage,

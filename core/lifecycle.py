@@ -30,7 +30,7 @@ async def running(runtime: Runtime, *, run_workers: bool, role: str, live_events
     """Everything a process needs while the block runs. `run_workers=False` leaves the queue to
     other processes (`serve --no-queue` beside `hookline worker`); `live_events` is for a process
     that serves event streams, which on PostgreSQL then keeps a LISTEN connection of its own."""
-    host, settings = runtime.host, runtime.settings
+    settings = runtime.settings
     counting = settings.metrics.enabled
     if counting:  # before anything counts: the process joins the machine's shared metrics directory
         metrics.activate(metrics_directory(runtime), role, runtime.dispatch.providers)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -44,13 +44,12 @@ import asyncpg
 from pgqueuer import AsyncpgDriver, QueueManager, Queries
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as PgqJob
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
 from core.config import QueueConfig
 from core.queue import ClaimedJob, JobRows, insert_jobs_from, now_ms
-from core.storage.sql import from_json, query, to_json
+from core.storage.sql import from_json, query
 from core.worker import JobRunner, backoff_delay
 
 log = logging.getLogger("hookline.queue")
@@ -105,20 +104,10 @@ class PgQueue(JobRows):
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
 
-    async def enqueue(
-        self,
-        connection: BaseDBAsyncClient,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        ordering_key: str | None = None,
-        dedupe_key: str | None = None,
-        delay_seconds: float = 0,
-    ) -> None:
-        await query(connection, _ENQUEUE, [
-            kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
-            max(0.0, delay_seconds),
-        ])
+    _enqueue_sql = _ENQUEUE
+
+    def _enqueue_extra(self, delay_seconds: float) -> list[Any]:
+        return [max(0.0, delay_seconds)]  # the lane's first wake-up
 
     def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:
         return insert_jobs_from(source, run_at_ms, now, _LANE_OF_JOB) + _lanes_of_jobs("0")

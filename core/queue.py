@@ -111,7 +111,29 @@ def insert_jobs_from(source: str, run_at_ms: str, now: str, returning: str = "")
 
 
 class JobRows:
-    """The job table's bookkeeping, the same on both queues: leases, done, retry, dead, give back."""
+    """The job table's bookkeeping, the same on both queues: enqueue, leases, done, retry, dead,
+    give back. A queue with more to write per job (lanes) brings its own statement."""
+
+    _enqueue_sql = _ENQUEUE
+
+    async def enqueue(
+        self,
+        connection: BaseDBAsyncClient,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        ordering_key: str | None = None,
+        dedupe_key: str | None = None,
+        delay_seconds: float = 0,
+    ) -> None:
+        """A delayed job with an ordering key holds its key until it runs: give timers none."""
+        await query(connection, self._enqueue_sql, [
+            kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
+            *self._enqueue_extra(delay_seconds),
+        ])
+
+    def _enqueue_extra(self, delay_seconds: float) -> list[Any]:
+        return []
 
     async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
         if job_ids:
@@ -149,20 +171,6 @@ class EmbeddedQueue(JobRows):
         self._wakeup = asyncio.Event()
         self._claim_lock = asyncio.Lock()
 
-    async def enqueue(
-        self,
-        connection: BaseDBAsyncClient,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        ordering_key: str | None = None,
-        dedupe_key: str | None = None,
-        delay_seconds: float = 0,
-    ) -> None:
-        """A delayed job with an ordering key holds its key until it runs: give timers none."""
-        await query(connection, _ENQUEUE, [
-            kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
-        ])
 
     def wake(self) -> None:
         """Tell local workers there is work (call after the enqueuing transaction committed)."""

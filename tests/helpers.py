@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from core.runtime import Runtime, build_runtime
+from core.storage.database import close_storage, open_storage, prepare_schema
 from core.testing import Inbox, eventually, served, toml_value  # noqa: F401 (re-exported for the tests)
 from core.testing import started as kit_started
 from core.testing import write_config as kit_write_config
@@ -57,6 +58,17 @@ def runtime_for(config: Path, *plugins: Any, **named: Any) -> Runtime:
     explicit.update({f"p{index}": plugin for index, plugin in enumerate(plugins)})
     explicit.update(named)
     return build_runtime(config, explicit, env={})
+
+
+@asynccontextmanager
+async def storage(url: str) -> AsyncIterator[None]:
+    """Storage open (and migrated) as the app's lifespan opens it, for tests that need no app."""
+    await open_storage(url)
+    try:
+        await prepare_schema(url)
+        yield
+    finally:
+        await close_storage()
 
 
 class CheckedClient(httpx.AsyncClient):

@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route
 from core.app import create_app
 from core.auth.passwords import hash_password, verify_password
 from core.auth.sessions import COOKIE_NAME, LoginLimiter
-from core.storage.models import ApiToken, User
+from core.storage.models import ApiToken
 from tests.api_helpers import PASSWORD, api_app
 from tests.helpers import runtime_for, write_config
 

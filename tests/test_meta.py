@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 
 import plugins.meta as meta
-from core import Interactive, Media, Template, hookimpl
+from core import Interactive, Media, Template
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.meta.signature import sign
 from tests.fake_meta import FakeMeta, StoredMedia, running_fake_meta

@@ -10,7 +10,7 @@ consumer with small intervals.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +21,10 @@ from tortoise.transactions import in_transaction
 
 from core.config import QueueConfig
 from core.queue import ClaimedJob, Consumer, EmbeddedQueue, WorkQueue, now_ms
-from core.storage.database import close_storage, open_storage, prepare_schema
 from core.storage.models import Job
 from core.worker import DeadHandler, JobHandler, JobRunner, Postpone, RetryLater, Worker, backoff_delay
 from tests.conftest import clean_postgres
-from tests.helpers import eventually
+from tests.helpers import eventually, storage
 
 pytestmark = pytest.mark.anyio
 
@@ -72,16 +71,6 @@ def implementation(request: pytest.FixtureRequest, tmp_path, postgres_url: str |
     if backend == "sqlite":
         return Implementation(name, f"sqlite://{tmp_path}/hookline.sqlite3")
     return Implementation(name, clean_postgres(postgres_url))
-
-
-@asynccontextmanager
-async def storage(url: str) -> AsyncIterator[None]:
-    await open_storage(url)
-    try:
-        await prepare_schema(url)
-        yield
-    finally:
-        await close_storage()
 
 
 def consumer(

@@ -269,3 +269,34 @@ async def test_a_recipient_slot_is_given_back_when_the_numbers_is_too_far_off(tm
 
             await eventually(both_queued, timeout=5)
     assert "postponed" in caplog.text and "+15550100002" not in caplog.text  # no customer numbers in logs
+
+
+async def test_a_send_woken_long_after_its_slot_takes_a_new_one_instead_of_bunching(tmp_path, database_url, monkeypatch):
+    """A stalled process must not send on a slot long gone: with the sends of later slots it would
+    put more than the limit into one second at the provider."""
+    from core import ratelimit, sending
+
+    real_sleep, real_acquire = sending.asyncio.sleep, ratelimit.acquire
+    stalls = [0.3]  # the first real wait oversleeps by 300 ms (the loop was busy), later ones do not
+    slots: list[float] = []
+
+    async def stalling_sleep(delay: float) -> None:
+        await real_sleep(delay + (stalls.pop() if stalls and delay > 0 else 0.0))
+
+    async def counted_acquire(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reservation = await real_acquire(*args, **kwargs)
+        slots.append(reservation.wait)
+        return reservation
+
+    number = recorder_number(rate_limit={"messages": 10, "per_seconds": 1, "burst": 1})
+    number["settings"]["api_url"] = "http://127.0.0.1:9"
+    runtime = runtime_for(write_config(tmp_path, database_url, numbers=[number]))
+    async with started(runtime, run_workers=False):
+        host = runtime.host
+        provider = host.dispatch.provider("recorder")
+        monkeypatch.setattr(sending, "asyncio", SimpleNamespace(sleep=stalling_sleep))  # this module's sleeps only
+        monkeypatch.setattr(ratelimit, "acquire", counted_acquire)
+        await sending.wait_for_slots(host, provider, host.number("n1"), "+15550100001")  # the burst: now
+        await sending.wait_for_slots(host, provider, host.number("n1"), "+15550100001")  # 100 ms away, woken 300 ms late
+    assert len(slots) == 3 and stalls == []  # the overslept slot was given up for a new one
+    assert slots[0] == 0 and slots[1] > 0.05 and slots[2] < 0.05  # the new one was due at once: the old had passed

@@ -10,31 +10,20 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from core.ratelimit import Reservation, acquire, refund
-from core.storage.database import close_storage, open_storage, prepare_schema
 from core.storage.models import RateLimitRow
 from core.types import RateLimit
+from tests.helpers import storage
 
 pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parent.parent
 MS = 1000  # microseconds
-
-
-@asynccontextmanager
-async def storage(url: str) -> AsyncIterator[None]:
-    await open_storage(url)
-    try:
-        await prepare_schema(url)
-        yield
-    finally:
-        await close_storage()
 
 
 async def take(key: str, limit: RateLimit, count: int, max_wait: float = 60.0) -> list[Reservation]:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode
 import pytest
 
 import plugins.twilio as twilio
-from core import Media, Template, hookimpl
+from core import Media, Template
 from core.storage.models import Message, StatusEvent
 from plugins.twilio.signature import expected_signature
 from tests.fake_twilio import FakeTwilio, running_fake_twilio

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 import plugins.wppconnect as wppconnect
-from core import Media, hookimpl
-from core.plugins import PluginError
+from core import Media
 from core.storage.models import Message, NumberRow, StatusEvent
 from plugins.wppconnect import commands
 from plugins.wppconnect.session import derived_secret

@@ -4,7 +4,6 @@ viewport; on a failure, a screenshot and the server's log."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import nullcontext
 from pathlib import Path

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.fake_twilio import FakeTwilio
 from tests.system_packages import ensure_program
