@@ -95,3 +95,14 @@ def clean_postgres(postgres_url: str | None) -> str:
         pytest.skip("PostgreSQL not reachable (set DATABASE_URL, or HOOKLINE_REQUIRE_POSTGRES=1 to fail)")
     asyncio.run(_truncate(postgres_url))
     return postgres_url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability suite's one line per test (tests/reliability.py), whatever `-r` says."""
+    import sys
+
+    reliability = sys.modules.get("tests.reliability")
+    if reliability is not None and reliability.LINES:
+        terminalreporter.section("reliability suite")
+        for line in reliability.LINES:
+            terminalreporter.write_line(line)
