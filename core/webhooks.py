@@ -19,6 +19,7 @@ from tortoise.exceptions import ValidationError
 from core.dispatch import Provider
 from core.host import Host
 from core.intake import record_webhook
+from core.storage.database import is_unstorable_value
 from core.types import MalformedWebhook, WebhookRequest, WebhookRoute
 
 log = logging.getLogger("hookline.webhook")
@@ -121,6 +122,8 @@ class WebhookEndpoint:
         except ValidationError as exc:  # a value no retry will make storable (an over-long id…)
             return _refuse(400, name, f"unstorable value: {exc}")
         except Exception as exc:
+            if is_unstorable_value(exc):  # refused by the database itself (PostgreSQL: a NUL character)
+                return _refuse(400, name, f"unstorable value: {type(exc).__name__}: {exc}")
             return _storage_unavailable(name, exc)
         if result.stored or result.statuses_applied:
             self.host.events.wake()  # the events were written with the rows they describe
