@@ -214,3 +214,23 @@ async def test_a_value_the_database_refuses_is_400_not_a_storage_outage(tmp_path
         assert (message.status_code, status.status_code) == ((400, 400) if postgres else (200, 200))
         assert await Message.all().count() == (0 if postgres else 1)
         assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("item", [
+    {"id": [], "from": "+1555"},  # was 503 "storage unavailable": a list bound as a parameter
+    {"id": None, "from": "+1555"},  # was 200, with a message row without an id (never deduplicated)
+    {"id": True, "from": "+1555"},  # was 503: len() of a bool
+    {"id": "m-1", "from": "+1555", "text": {"nested": "object"}},
+    {"id": "m-2", "from": ""},
+])
+async def test_a_parse_of_the_wrong_types_is_400_and_stores_nothing(tmp_path, database_url, item):
+    """A provider's parse that hands the core a JSON list, null or object where core/types.py
+    promises a string (the recorder passes the body's values through, as a careless plugin
+    might) is malformed: 400, nothing stored, not a 503 the provider retries forever. Found by
+    tests/test_reliability_fuzz.py."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        response = await post_signed(client, json.dumps({"messages": [item]}).encode())
+        assert response.status_code == 400, response.text
+        assert await Message.all().count() == 0
+        assert await Job.all().count() == 0
