@@ -74,10 +74,10 @@ def backend_of(database_url: str) -> str:
 
 
 @contextmanager
-def app_in_thread(runtime: Runtime) -> Iterator[tuple[BlockingPortal, CheckedClient]]:
+def app_in_thread(runtime: Runtime, *, run_workers: bool = True) -> Iterator[tuple[BlockingPortal, CheckedClient]]:
     """The app's lifespan and an in-process client, in an event loop of their own."""
     with start_blocking_portal("asyncio") as portal:
-        with portal.wrap_async_context_manager(started(runtime)) as client:
+        with portal.wrap_async_context_manager(started(runtime, run_workers=run_workers)) as client:
             yield portal, client
 
 
