@@ -12,6 +12,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Row ids are BIGINTs: a larger number names no row, and no query can hold it.
+MAX_ID = 2**63 - 1
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None) -> None:
@@ -29,6 +32,14 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
+
+
+def id_from_path(text: str) -> int | None:
+    """A row id as a path carries it, or None (no such row: 404) for what can name none: not
+    ASCII digits (`"²".isdigit()` is true, `int("²")` fails), or past the column's range."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID:
+        return int(text)
+    return None
 
 
 def invalid(exc: ValidationError, prefix: str = "") -> ApiError:
