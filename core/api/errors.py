@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+from asyncpg.exceptions import DataError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from tortoise.exceptions import OperationalError
+
+from core.storage.database import is_unstorable_value
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -90,4 +94,19 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {ApiError: api_error_handler, HTTPException: http_error_handler}
+async def unstorable_handler(request: Request, exc: Exception) -> Response:
+    """A value the database itself refused (PostgreSQL: a NUL character, a number out of range)
+    is bad input, the same on every retry: 422 under /api, 400 elsewhere. Any other database
+    error is not this handler's: it goes on to be a 500."""
+    if not is_unstorable_value(exc):
+        raise exc
+    if request.url.path.startswith("/api"):
+        message = "a value the database cannot hold (such as a NUL character)"
+        return error_response(422, "invalid", message, [{"field": None, "message": message}])
+    return PlainTextResponse("invalid input", status_code=400)
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: api_error_handler, HTTPException: http_error_handler,
+    OperationalError: unstorable_handler, DataError: unstorable_handler,
+}
