@@ -234,3 +234,18 @@ async def test_a_parse_of_the_wrong_types_is_400_and_stores_nothing(tmp_path, da
         assert response.status_code == 400, response.text
         assert await Message.all().count() == 0
         assert await Job.all().count() == 0
+
+
+async def test_a_content_length_of_other_digits_is_not_a_500(tmp_path, database_url):
+    """"²".isdigit() is true and int("²") fails: a Content-Length of it was a 500 in the webhook
+    pipeline and the API (uvicorn's HTTP parsers refuse it first; other ASGI servers may not).
+    Found by tests/test_reliability_fuzz.py."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        body = inbound_body(("cl-1", "+1555", "hi"))
+        response = await client.post("/webhooks/whatsapp/recorder", content=body,
+                                     headers={**signed_headers("n1", SECRET, body), "Content-Length": "\u00b2".encode("latin-1")})
+        assert response.status_code == 200
+        api = await client.post("/api/auth/login", content=b"{}",
+                                headers={"Content-Length": "\u00b2".encode("latin-1"), "Content-Type": "application/json"})
+        assert api.status_code == 422
