@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from core.app import create_app
+from core.runtime import Runtime
 from core.storage.models import Message
 from core.storage.sql import query
 from core.webhooks import WEBHOOK_PREFIX
@@ -73,7 +74,7 @@ def fuzz_config(tmp_path: Path, database_url: str) -> Path:
     return config
 
 
-def fuzz_runtime(config: Path):
+def fuzz_runtime(config: Path) -> Runtime:
     runtime = runtime_for(config, **{name: kit.plugin for name, kit in KITS.items() if name != "recorder"})
     # A request for an unknown number refreshes the registry from the database first, at most
     # every 0.1 s (a flood of them must not flood the database). Every such request still
@@ -84,7 +85,7 @@ def fuzz_runtime(config: Path):
 
 
 @dataclass(frozen=True)
-class WebhookEndpoint:
+class FuzzedRoute:
     """One route the app serves under /webhooks/whatsapp/, with one of its methods."""
 
     provider: str
@@ -105,7 +106,7 @@ class WebhookEndpoint:
         return f"{path}?{query_string}" if query_string else path
 
 
-def webhook_endpoints(runtime) -> list[WebhookEndpoint]:
+def webhook_endpoints(runtime: Runtime) -> list[FuzzedRoute]:
     """Read from the app's routing table, not from a list kept here."""
     found = []
     for route in create_app(runtime, run_workers=False).routes:
@@ -114,7 +115,7 @@ def webhook_endpoints(runtime) -> list[WebhookEndpoint]:
         endpoint = route.endpoint.__self__  # core.webhooks.WebhookEndpoint
         limit = max(runtime.settings.server.max_body_bytes, endpoint.route.max_body_bytes or 0)
         for method in sorted(set(route.methods or ()) - {"HEAD"}):
-            found.append(WebhookEndpoint(endpoint.provider.name, endpoint.route.name, method, route.path,
+            found.append(FuzzedRoute(endpoint.provider.name, endpoint.route.name, method, route.path,
                                          tuple(route.param_convertors), limit))
     return found
 
@@ -159,8 +160,13 @@ text = st.text(max_size=40)  # any code point but surrogates: NUL, RTL marks, em
 long_text = st.text(min_size=250, max_size=300)  # around the columns' 255 characters
 hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | text
-json_values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-                           max_leaves=12)
+
+
+def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4)
+
+
+json_values = st.recursive(leaves, containers, max_leaves=12)
 identifier = st.text(min_size=1, max_size=24) | long_text | json_values
 CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8",
                  "text/plain", "multipart/form-data; boundary=x", "application/octet-stream", "application/json; charset=latin-1"]
@@ -281,7 +287,7 @@ def raw_bodies() -> st.SearchStrategy[bytes]:
     return st.binary(max_size=512) | broken | percent | nested
 
 
-def shaped_body(endpoint: "WebhookEndpoint") -> st.SearchStrategy[bytes]:
+def shaped_body(endpoint: "FuzzedRoute") -> st.SearchStrategy[bytes]:
     """Bodies shaped like what the route's provider sends (a provider this file does not know
     gets the others' shapes)."""
     if endpoint.provider == "twilio":
@@ -315,7 +321,7 @@ def headers_for(provider: str) -> st.SearchStrategy[dict[str, str]]:
     return st.fixed_dictionaries({}, optional={"X-Test-Number": number, **optional})
 
 
-def path_values(endpoint: WebhookEndpoint) -> st.SearchStrategy[dict[str, str]]:
+def path_values(endpoint: FuzzedRoute) -> st.SearchStrategy[dict[str, str]]:
     """Mostly the provider's own number id (so requests get as far as the proof), and secrets
     that are all wrong."""
     segment = st.text(st.characters(blacklist_characters="/", blacklist_categories=["Cs"]), min_size=1, max_size=60)
@@ -396,16 +402,16 @@ class Proven:
     provider: str
     route: str  # WebhookRoute name
     bodies: st.SearchStrategy[Any]
-    prove: Callable[[WebhookEndpoint, Any], tuple[str, bytes, dict[str, str]]]  # → (url, body, headers)
+    prove: Callable[[FuzzedRoute, Any], tuple[str, bytes, dict[str, str]]]  # → (url, body, headers)
 
 
-def _recorder(endpoint: WebhookEndpoint, payload: Any) -> tuple[str, bytes, dict[str, str]]:
+def _recorder(endpoint: FuzzedRoute, payload: Any) -> tuple[str, bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else dumps(payload, True)
     return endpoint.url({}), body, {"X-Test-Number": "n1", "X-Test-Signature": recorder_sign(SECRET, body),
                                     "Content-Type": "application/json"}
 
 
-def _twilio(endpoint: WebhookEndpoint, form: Any) -> tuple[str, bytes, dict[str, str]]:
+def _twilio(endpoint: FuzzedRoute, form: Any) -> tuple[str, bytes, dict[str, str]]:
     body = urlencode([(k, v) for k, vs in form.items() for v in vs]).encode()
     signed = parse_qs(body.decode(), keep_blank_values=True)  # the form exactly as the server reads it
     url = endpoint.url({})
@@ -413,17 +419,17 @@ def _twilio(endpoint: WebhookEndpoint, form: Any) -> tuple[str, bytes, dict[str,
                        "X-Twilio-Signature": expected_signature(PUBLIC + url, signed, TWILIO_TOKEN)}
 
 
-def _meta(endpoint: WebhookEndpoint, payload: Any) -> tuple[str, bytes, dict[str, str]]:
+def _meta(endpoint: FuzzedRoute, payload: Any) -> tuple[str, bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else dumps(payload, True).replace(b"/", b"\\/")
     return endpoint.url({}), body, {"Content-Type": "application/json", "X-Hub-Signature-256": meta_sign(body, META_SECRET)}
 
 
-def _meta_handshake(endpoint: WebhookEndpoint, challenge: Any) -> tuple[str, bytes, dict[str, str]]:
+def _meta_handshake(endpoint: FuzzedRoute, challenge: Any) -> tuple[str, bytes, dict[str, str]]:
     query_string = urlencode({"hub.mode": "subscribe", "hub.verify_token": META_VERIFY, "hub.challenge": challenge})
     return endpoint.url({}, query_string), b"", {}
 
 
-def _wppconnect(endpoint: WebhookEndpoint, payload: Any) -> tuple[str, bytes, dict[str, str]]:
+def _wppconnect(endpoint: FuzzedRoute, payload: Any) -> tuple[str, bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else dumps(payload, False)
     return endpoint.url({"number_id": "wpp", "secret": WPP_SECRET}), body, {"Content-Type": "application/json"}
 
