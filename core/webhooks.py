@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -21,7 +22,10 @@ from core import metrics
 from core.dispatch import Provider
 from core.host import Host
 from core.intake import record_webhook
-from core.types import MalformedWebhook, WebhookRequest, WebhookRoute
+from core.storage.database import is_unstorable_value
+from core.types import (
+    ContactInfo, InboundMessage, MalformedWebhook, Media, ParsedWebhook, StatusUpdate, WebhookRequest, WebhookRoute,
+)
 
 log = logging.getLogger("hookline.webhook")
 
@@ -35,7 +39,7 @@ class BodyTooLarge(Exception):
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused as soon as it passes `limit` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:  # "²".isdigit() is true
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -113,6 +117,9 @@ class WebhookEndpoint:
         named = {item.number_id for item in [*parsed.messages, *parsed.statuses]} - {None}
         if not named <= matched:  # a parser bug; storing would fail on every retry
             return _refuse(400, name, f"parsed for number(s) {sorted(named - matched)} that the request did not match")
+        problem = _mistyped(parsed)
+        if problem:  # a parser bug too (a JSON list where an id belongs): refused, not stored or retried
+            return _refuse(400, name, f"malformed: parsed {problem}")
         for message in parsed.messages:  # bytes that came inside the webhook (WPPConnect)
             for media in message.media:
                 if media.data is not None:
@@ -123,6 +130,8 @@ class WebhookEndpoint:
         except ValidationError as exc:  # a value no retry will make storable (an over-long id…)
             return _refuse(400, name, f"unstorable value: {exc}")
         except Exception as exc:
+            if is_unstorable_value(exc):  # refused by the database itself (PostgreSQL: a NUL character)
+                return _refuse(400, name, f"unstorable value: {type(exc).__name__}: {exc}")
             return _storage_unavailable(name, exc)
         if result.stored or result.statuses_applied:
             self.host.events.wake()  # the events were written with the rows they describe
@@ -132,6 +141,34 @@ class WebhookEndpoint:
         )
         metrics.webhook_stored(name, len(result.stored), result.duplicates, len(parsed.statuses))
         return self.provider.acknowledge(webhook, parsed)
+
+
+_TEXT: dict[type, tuple[str, ...]] = {InboundMessage: ("external_id", "kind"), ContactInfo: ("address",),
+                                      StatusUpdate: ("external_id", "raw_status")}
+_OPTIONAL_TEXT: dict[type, tuple[str, ...]] = {
+    InboundMessage: ("text", "reply_to"), ContactInfo: ("name", "wa_id"),
+    Media: ("content_type", "url", "provider_media_id", "filename"), StatusUpdate: ("error_code", "error_text"),
+}
+
+
+def _mistyped(parsed: ParsedWebhook) -> str | None:
+    """What a provider's parse returned that is not what core/types.py promises storage: ids and
+    addresses non-empty strings, texts strings or None, media bytes, timestamps datetimes."""
+    items: list[object] = [*parsed.statuses]
+    for message in parsed.messages:
+        items += [message, message.contact, *message.media]
+    for item in items:
+        for name in _TEXT.get(type(item), ()):
+            if not isinstance(getattr(item, name), str) or not getattr(item, name):
+                return f"a {type(item).__name__} whose {name} is not a non-empty string"
+        for name in _OPTIONAL_TEXT.get(type(item), ()):
+            if not isinstance(getattr(item, name), (str, type(None))):
+                return f"a {type(item).__name__} whose {name} is not a string"
+        if not isinstance(getattr(item, "timestamp", None), (datetime, type(None))):
+            return f"a {type(item).__name__} whose timestamp is not a datetime"
+        if isinstance(item, Media) and not isinstance(item.data, (bytes, type(None))):
+            return "media whose data is not bytes"
+    return None
 
 
 def _storage_unavailable(provider: str, exc: Exception) -> Response:

@@ -53,3 +53,13 @@ def clean_postgres(postgres_url: str | None) -> str:
     """The session's PostgreSQL database, emptied; skips the test when there is none."""
     return database_for("postgres", None, postgres_url)  # type: ignore[arg-type]
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability suite's one line per test (tests/reliability.py), whatever `-r` says."""
+    import sys
+
+    reliability = sys.modules.get("tests.reliability")
+    if reliability is not None and reliability.LINES:
+        terminalreporter.section("reliability suite")
+        for line in reliability.LINES:
+            terminalreporter.write_line(line)

@@ -304,3 +304,12 @@ def test_both_languages_have_every_word_the_templates_use():
     for prefix, values in {"status.": ["received", "pending", "queued", "sent", "failed", "delivered", "read", "played"],
                            "owner.": ["bot", "human"], "role.": ["admin", "agent"]}.items():
         assert all(prefix + value in CATALOGUE["en"] for value in values), prefix
+
+
+async def test_the_conversations_fragment_ignores_a_current_id_that_names_no_row(tmp_path, database_url):
+    """`?current=²` was a 500 ("²".isdigit() is true, int("²") fails). Found with schemathesis's
+    path ids (tests/test_reliability_openapi.py), the same parsing."""
+    async with console(tmp_path, database_url) as ui:
+        await ui.sign_in("alan")
+        for current in ("²", "673427405555620773888", "abc"):
+            assert (await ui.client.get("/console/fragments/conversations", params={"current": current})).status_code == 200

@@ -28,6 +28,7 @@ README = ROOT / "README.md"
 HOOKS_DOC = ROOT / "docs" / "plugin-hooks.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 ARCHITECTURE_DOC = ROOT / "docs" / "architecture.md"
+RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
 MAKEFILE = ROOT / "Makefile"
 
 SPEC_MARKER = f"{hookspecs.PROJECT}_spec"  # what pluggy.HookspecMarker sets on a spec function
@@ -238,7 +239,7 @@ TUTORIAL = ROOT / "docs" / "writing-plugins.md"
 TELEGRAM_README = ROOT / "examples" / "hookline-telegram" / "README.md"
 
 
-@pytest.mark.parametrize("document", [README, HOOKS_DOC, CONFIG_DOC, ARCHITECTURE_DOC, TUTORIAL, TELEGRAM_README], ids=lambda path: path.name)
+@pytest.mark.parametrize("document", [README, HOOKS_DOC, CONFIG_DOC, ARCHITECTURE_DOC, TUTORIAL, TELEGRAM_README, RELIABILITY_DOC], ids=lambda path: path.name)
 def test_relative_links_resolve(document):
     text = document.read_text(encoding="utf-8")
     broken = []
@@ -249,6 +250,18 @@ def test_relative_links_resolve(document):
         if not path.exists():
             broken.append(target)
     assert not broken, f"{document.name}: broken links: {', '.join(broken)}"
+
+
+def test_the_reliability_doc_names_every_reliability_test_and_only_tests_that_exist():
+    """docs/reliability.md's tests (`tests/<file>.py::<test>`) are defined where it says, and
+    every test of the tests/test_reliability_*.py modules is among them."""
+    named = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", RELIABILITY_DOC.read_text(encoding="utf-8")))
+    missing = [f"{path}::{name}" for path, name in sorted(named)
+               if not re.search(rf"^(async )?def {name}\(", (ROOT / path).read_text(encoding="utf-8"), re.M)]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {', '.join(missing)}"
+    suite = {(f"tests/{module.name}", name) for module in sorted((ROOT / "tests").glob("test_reliability_*.py"))
+             for name in re.findall(r"^(?:async )?def (test_\w+)\(", module.read_text(encoding="utf-8"), re.M)}
+    assert suite and not suite - named, f"docs/reliability.md does not list: {sorted(suite - named)}"
 
 
 # --------------------------------------------------------------------------- the API

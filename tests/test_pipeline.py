@@ -215,3 +215,54 @@ async def test_concurrent_batches_sharing_customers_do_not_deadlock(tmp_path, da
         assert [r.status_code for r in responses] == [200] * 24
         assert await Message.all().count() == 24 * 6
         assert await Conversation.all().count() == 6
+
+
+async def test_a_value_the_database_refuses_is_400_not_a_storage_outage(tmp_path, database_url):
+    """PostgreSQL keeps no NUL character in text or JSON; a proven webhook carrying one fails the
+    same way on every retry, so it is refused as unstorable (400), not answered 503 "storage
+    unavailable" for the provider to retry forever. SQLite keeps it. Found by
+    tests/test_reliability_fuzz.py."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    postgres = database_url.startswith("postgres")
+    async with started(runtime) as client:
+        message = await post_signed(client, inbound_body(("nul-1", "+1555", "a\x00b")))
+        status = await post_signed(client, inbound_body(statuses=[{"id": "x", "status": "sent", "error_text": "a\x00b"}]),
+                                   path="/webhooks/whatsapp/recorder/status")
+        assert (message.status_code, status.status_code) == ((400, 400) if postgres else (200, 200))
+        assert await Message.all().count() == (0 if postgres else 1)
+        assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("item", [
+    {"id": [], "from": "+1555"},  # was 503 "storage unavailable": a list bound as a parameter
+    {"id": None, "from": "+1555"},  # was 200, with a message row without an id (never deduplicated)
+    {"id": True, "from": "+1555"},  # was 503: len() of a bool
+    {"id": "m-1", "from": "+1555", "text": {"nested": "object"}},
+    {"id": "m-2", "from": ""},
+])
+async def test_a_parse_of_the_wrong_types_is_400_and_stores_nothing(tmp_path, database_url, item):
+    """A provider's parse that hands the core a JSON list, null or object where core/types.py
+    promises a string (the recorder passes the body's values through, as a careless plugin
+    might) is malformed: 400, nothing stored, not a 503 the provider retries forever. Found by
+    tests/test_reliability_fuzz.py."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        response = await post_signed(client, json.dumps({"messages": [item]}).encode())
+        assert response.status_code == 400, response.text
+        assert await Message.all().count() == 0
+        assert await Job.all().count() == 0
+
+
+async def test_a_content_length_of_other_digits_is_not_a_500(tmp_path, database_url):
+    """"²".isdigit() is true and int("²") fails: a Content-Length of it was a 500 in the webhook
+    pipeline and the API (uvicorn's HTTP parsers refuse it first; other ASGI servers may not).
+    Found by tests/test_reliability_fuzz.py."""
+    runtime = runtime_for(write_config(tmp_path, database_url))
+    async with started(runtime) as client:
+        body = inbound_body(("cl-1", "+1555", "hi"))
+        response = await client.post("/webhooks/whatsapp/recorder", content=body,
+                                     headers={**signed_headers("n1", SECRET, body), "Content-Length": "\u00b2".encode("latin-1")})
+        assert response.status_code == 200
+        api = await client.post("/api/auth/login", content=b"{}",
+                                headers={"Content-Length": "\u00b2".encode("latin-1"), "Content-Type": "application/json"})
+        assert api.status_code == 422

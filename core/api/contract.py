@@ -73,7 +73,7 @@ def _limited(request: Request, limit: int) -> Request:
     """The request with a body that stops at `limit` bytes: at once from Content-Length, or as
     soon as a chunked body passes it, before a handler or the multipart parser buffers it."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # "²".isdigit() is true
         raise too_large(limit)
     receive, seen = request.receive, 0
 

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from tortoise.expressions import Q
 
 from core.api.access import host_of, signed_in
-from core.api.errors import field_error, json_body, not_found, validate
+from core.api.errors import MAX_ID, field_error, id_from_path, json_body, not_found, validate
 from core.api.views import conversation_json
 from core.inbox import mark_read, unread_count, unread_counts
 from core.storage.models import Conversation
@@ -23,7 +23,7 @@ class ListQuery(BaseModel):
     state: ConversationState | None = None
     q: str | None = Field(default=None, max_length=100)
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_ID)
 
 
 class NewConversation(BaseModel):
@@ -42,7 +42,8 @@ class Transfer(BaseModel):
 
 
 async def conversation_or_404(conversation_id: str) -> Conversation:
-    conversation = await Conversation.get_or_none(id=int(conversation_id)).prefetch_related("contact") if conversation_id.isdigit() else None
+    row_id = id_from_path(conversation_id)
+    conversation = await Conversation.get_or_none(id=row_id).prefetch_related("contact") if row_id is not None else None
     if conversation is None:
         raise not_found(f"conversation {conversation_id}")
     return conversation

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+from asyncpg.exceptions import DataError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from tortoise.exceptions import OperationalError
+
+from core.storage.database import is_unstorable_value
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Row ids are BIGINTs: a larger number names no row, and no query can hold it.
+MAX_ID = 2**63 - 1
 
 
 class ApiError(Exception):
@@ -29,6 +36,14 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
+
+
+def id_from_path(text: str) -> int | None:
+    """A row id as a path carries it, or None (no such row: 404) for what can name none: not
+    ASCII digits (`"²".isdigit()` is true, `int("²")` fails), or past the column's range."""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID:
+        return int(text)
+    return None
 
 
 def invalid(exc: ValidationError, prefix: str = "") -> ApiError:
@@ -79,4 +94,19 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {ApiError: api_error_handler, HTTPException: http_error_handler}
+async def unstorable_handler(request: Request, exc: Exception) -> Response:
+    """A value the database itself refused (PostgreSQL: a NUL character, a number out of range)
+    is bad input, the same on every retry: 422 under /api, 400 elsewhere. Any other database
+    error is not this handler's: it goes on to be a 500."""
+    if not is_unstorable_value(exc):
+        raise exc
+    if request.url.path.startswith("/api"):
+        message = "a value the database cannot hold (such as a NUL character)"
+        return error_response(422, "invalid", message, [{"field": None, "message": message}])
+    return PlainTextResponse("invalid input", status_code=400)
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: api_error_handler, HTTPException: http_error_handler,
+    OperationalError: unstorable_handler, DataError: unstorable_handler,
+}

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.api.access import host_of
 from core.api.conversations import conversation_or_404
-from core.api.errors import ApiError, field_error, json_body, not_found, validate
+from core.api.errors import MAX_ID, ApiError, field_error, id_from_path, json_body, not_found, validate
 from core.api.views import message_json
 from core.host import Host
 from core.storage.models import Conversation, Message
@@ -19,7 +19,7 @@ from core.types import Media, Owner, ProviderError
 class Page(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    before: int | None = Field(default=None, ge=1)
+    before: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int = Field(default=50, ge=1, le=200)
 
 
@@ -85,7 +85,8 @@ async def get_message(request: Request) -> Response:
     """One message; `?refresh=true` asks the provider for its current status first."""
     host = host_of(request)
     raw_id = request.path_params["message_id"]
-    message = await Message.get_or_none(id=int(raw_id)) if raw_id.isdigit() else None
+    row_id = id_from_path(raw_id)
+    message = await Message.get_or_none(id=row_id) if row_id is not None else None
     if message is None:
         raise not_found(f"message {raw_id}")
     if validate(MessageQuery, dict(request.query_params)).refresh:

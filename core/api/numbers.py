@@ -8,6 +8,7 @@ limits are validated against its provider's cap like the config file's (core/lim
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,12 +30,18 @@ from core.types import Number, ProviderError, RateLimit
 log = logging.getLogger("hookline.api")
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+ID_MAX_LENGTH = 64
+
+
+def is_number_id(text: str) -> bool:
+    """What the config file and the API allow as a number's id."""
+    return len(text) <= ID_MAX_LENGTH and re.fullmatch(ID_PATTERN, text) is not None
 
 
 class NewNumber(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
     provider: str = Field(min_length=1)
     phone: str = Field(min_length=1, max_length=64)
     display_name: str | None = Field(default=None, max_length=255)
@@ -69,7 +76,9 @@ def _validated_settings(host: Host, provider: str, data: dict[str, Any], field: 
 
 
 async def _row(number_id: str) -> NumberRow:
-    row = await NumberRow.get_or_none(id=number_id)
+    """The number a path names; one whose id no number can have (PostgreSQL refuses some, such
+    as a NUL character) is not looked up."""
+    row = await NumberRow.get_or_none(id=number_id) if is_number_id(number_id) else None
     if row is None:
         raise not_found(f"number {number_id!r}")
     return row

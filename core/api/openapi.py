@@ -17,17 +17,20 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from core.api.access import ADMIN
 from core.api.contract import Answer, Endpoint
+from core.api.errors import MAX_ID
+from core.api.numbers import ID_MAX_LENGTH, ID_PATTERN
 from core.api.schemas import Error
 from core.auth.sessions import COOKIE_NAME, CSRF_HEADER
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 UNSAFE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
+ROW_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
 PATH_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
-    "number_id": ({"type": "string"}, "The number's id."),
+    "number_id": ({"type": "string", "pattern": ID_PATTERN, "maxLength": ID_MAX_LENGTH}, "The number's id."),
     "provider": ({"type": "string"}, "An enabled provider's name (`GET /api/providers`)."),
-    "conversation_id": ({"type": "integer"}, "The conversation's id."),
-    "message_id": ({"type": "integer"}, "The message's id."),
+    "conversation_id": (ROW_ID, "The conversation's id."),
+    "message_id": (ROW_ID, "The message's id."),
 }
 
 

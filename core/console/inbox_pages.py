@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from core.api.access import host_of
 from core.api.conversations import ListQuery, conversation_or_404, find_conversations
-from core.api.errors import ApiError, validate
+from core.api.errors import ApiError, id_from_path, validate
 from core.api.messages import send_upload
 from core.console.i18n import language_of, translator
 from core.console.rendering import render
@@ -81,7 +81,7 @@ async def inbox_page(request: Request) -> Response:
 
 async def conversations_fragment(request: Request) -> Response:
     current = request.query_params.get("current", "")
-    return render(request, "_conversations.html", await _list_context(request, int(current) if current.isdigit() else None))
+    return render(request, "_conversations.html", await _list_context(request, id_from_path(current)))
 
 
 async def thread_fragment(request: Request) -> Response:

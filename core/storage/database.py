@@ -46,6 +46,20 @@ def is_storage_failure(exc: BaseException) -> bool:
     return False
 
 
+def is_unstorable_value(exc: BaseException) -> bool:
+    """The database refused a value itself (PostgreSQL's class 22, data exceptions: a NUL
+    character in text or JSON, a number out of range…): the same value fails on every retry, so it
+    is the request's fault (400), not an outage (503)."""
+    import asyncpg
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.exceptions.DataError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class UnmigratedDatabase(Exception):
     """The database lacks migrations that this version of hookline needs."""
 
