@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from asyncpg.exceptions import TransactionRollbackError
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -79,6 +80,7 @@ async def record_webhook(
                 for message in sorted(parsed.messages, key=lambda m: (m.number_id, m.contact.address)):
                     await _store_message(connection, provider, message, queue, result)
                 for update in parsed.statuses:
+                    update.error_text, update.raw = _without_nul(update.error_text), _without_nul(update.raw)
                     await apply_status(connection, provider, update, status_map.get(update.raw_status), queue, result)
             if result.stored or result.statuses_applied:
                 queue.wake()
@@ -239,13 +241,31 @@ _LIMITS = (("external_id", 255), ("reply_to", 255), ("kind", 32))
 
 
 def _check_lengths(message: InboundMessage) -> None:
-    """What the columns cannot hold is refused (400), not truncated nor left to the driver (503)."""
+    """What the columns cannot hold is refused (400), not truncated nor left to the driver (503);
+    a NUL in what the customer wrote (PostgreSQL keeps none in text or JSON) becomes U+FFFD, so
+    the message is kept rather than refused and lost (a provider does not resend a 400)."""
+    message.text = _without_nul(message.text)
+    message.contact.name = _without_nul(message.contact.name)
+    message.data = _without_nul(message.data)
+    message.raw = _without_nul(message.raw)
+    for media in message.media:
+        media.filename = _without_nul(media.filename)
     for name, limit in _LIMITS:
         value = getattr(message, name)
         if value is not None and len(value) > limit:
             raise ValidationError(f"{name} is longer than {limit} characters")
     if len(message.contact.address) > 255 or len(message.contact.name or "") > 255:
         raise ValidationError("contact address or name is longer than 255 characters")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 async def _contact_id(connection: BaseDBAsyncClient, message: InboundMessage, now: datetime) -> int:

@@ -217,19 +217,23 @@ async def test_concurrent_batches_sharing_customers_do_not_deadlock(tmp_path, da
         assert await Conversation.all().count() == 6
 
 
-async def test_a_value_the_database_refuses_is_400_not_a_storage_outage(tmp_path, database_url):
-    """PostgreSQL keeps no NUL character in text or JSON; a proven webhook carrying one fails the
-    same way on every retry, so it is refused as unstorable (400), not answered 503 "storage
-    unavailable" for the provider to retry forever. SQLite keeps it. Found by
-    tests/test_reliability_fuzz.py."""
+async def test_a_nul_the_customer_typed_is_kept_and_a_value_the_database_refuses_is_400(tmp_path, database_url):
+    """PostgreSQL keeps no NUL character in text or JSON. In what a customer wrote it becomes
+    U+FFFD, so the message is kept (a 400 would lose it: providers do not resend those); in a
+    provider's id it cannot be mended, fails the same way on every retry, and is refused as
+    unstorable (400), not answered 503 "storage unavailable" for the provider to retry forever.
+    SQLite keeps the id. Found by tests/test_reliability_fuzz.py."""
     runtime = runtime_for(write_config(tmp_path, database_url))
     postgres = database_url.startswith("postgres")
     async with started(runtime) as client:
         message = await post_signed(client, inbound_body(("nul-1", "+1555", "a\x00b")))
         status = await post_signed(client, inbound_body(statuses=[{"id": "x", "status": "sent", "error_text": "a\x00b"}]),
                                    path="/webhooks/whatsapp/recorder/status")
-        assert (message.status_code, status.status_code) == ((400, 400) if postgres else (200, 200))
-        assert await Message.all().count() == (0 if postgres else 1)
+        assert (message.status_code, status.status_code) == (200, 200)
+        assert (await Message.get(external_id="nul-1")).text == "a\ufffdb"
+        bad_id = await post_signed(client, inbound_body(("nul\x00id", "+1555", "hola")))
+        assert bad_id.status_code == (400 if postgres else 200)
+        assert await Message.all().count() == (1 if postgres else 2)
         assert (await client.get("/readyz")).status_code == 200
 
 
