@@ -126,6 +126,7 @@ class Dispatch:
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
+        self._listening: dict[str, bool] = {}
         self.providers: dict[str, Provider] = {
             name: Provider(manager, name)
             for name, plugin in manager.list_name_plugin()
@@ -134,6 +135,14 @@ class Dispatch:
 
     def provider(self, name: str) -> Provider:
         return self.providers[name]
+
+    def listens(self, hook: str) -> bool:
+        """Whether any plugin implements a notification: a job that would notify nobody (a status
+        move no workflow watches) is not worth its rows and round trips."""
+        found = self._listening.get(hook)
+        if found is None:
+            found = self._listening[hook] = bool(getattr(self.manager.hook, hook).get_hookimpls())
+        return found
 
     async def notify_plugin(self, plugin_name: str, hook: str, **kwargs: Any) -> None:
         """Await `hook` on one plugin only (timers go back to the plugin that set them)."""

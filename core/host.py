@@ -156,7 +156,8 @@ class Host:
         if not provider.implements("provider_fetch_status"):
             raise ProviderError(f"{number.provider} cannot look up message status", code="unsupported")
         update = await provider.fetch_status(self, number, message.external_id)
-        result = await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue)
+        result = await record_webhook(number.provider, ParsedWebhook(statuses=[update]), provider.status_map, self.queue,
+                                      status_jobs=self.dispatch.listens("on_status_update"))
         refreshed = await Message.get(id=message_id)
         if result.statuses_applied:
             self.events.wake()

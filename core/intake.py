@@ -59,6 +59,8 @@ async def record_webhook(
     parsed: ParsedWebhook,
     status_map: Mapping[str, DeliveryStatus],
     queue: WorkQueue,
+    *,
+    status_jobs: bool = True,
 ) -> IntakeResult:
     """Store messages and statuses; enqueue workflow work for what is new. All or nothing."""
     if len(parsed.messages) == 1 and not parsed.statuses:  # the common webhook: one statement, no transaction
@@ -81,7 +83,8 @@ async def record_webhook(
                     await _store_message(connection, provider, message, queue, result)
                 for update in parsed.statuses:
                     update.error_text, update.raw = _without_nul(update.error_text), _without_nul(update.raw)
-                    await apply_status(connection, provider, update, status_map.get(update.raw_status), queue, result)
+                    await apply_status(connection, provider, update, status_map.get(update.raw_status), queue, result,
+                                       status_job=status_jobs)
             if result.stored or result.statuses_applied:
                 queue.wake()
             return result
@@ -301,8 +304,11 @@ async def apply_status(
     status: DeliveryStatus | None,
     queue: WorkQueue,
     result: IntakeResult,
+    *,
+    status_job: bool = True,
 ) -> None:
-    """Keep the event; move the message forward if the status outranks the current one."""
+    """Keep the event; move the message forward if the status outranks the current one (and
+    queue `on_status_update` for it, unless `status_job` is false: no plugin listens)."""
     # Outbound only: statuses are about our sends; a customer's message must never become "read".
     message = await (
         Message.filter(provider=provider, external_id=update.external_id, direction=Direction.OUTBOUND)
@@ -329,12 +335,13 @@ async def apply_status(
         return
     if await advance_status(connection, message.id, status, update.error_code, update.error_text, update.timestamp):
         await StatusEvent.filter(id=event.id).using_db(connection).update(applied=True)
-        await queue.enqueue(
-            connection,
-            "status",
-            {"message_id": message.id, "event_id": event.id},
-            ordering_key=inbound_key(message.conversation_id),
-        )
+        if status_job:
+            await queue.enqueue(
+                connection,
+                "status",
+                {"message_id": message.id, "event_id": event.id},
+                ordering_key=inbound_key(message.conversation_id),
+            )
         await events.record(connection, [events.message_status(message.id)])
         result.statuses_applied += 1
 

@@ -106,7 +106,7 @@ class PgQueue(JobRows):
 
     _enqueue_sql = _ENQUEUE
 
-    def _enqueue_extra(self, delay_seconds: float) -> list[Any]:
+    def _enqueue_extra(self, delay_seconds: float, ordering_key: str | None) -> list[Any]:
         return [max(0.0, delay_seconds)]  # the lane's first wake-up
 
     def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
+from tortoise.transactions import in_transaction
 from tortoise.expressions import F
 
 from core.storage.models import Job
@@ -94,17 +95,52 @@ class WorkQueue(Protocol):
 
 
 _ENQUEUE = (  # on every webhook: written once, not built by the ORM each time
-    "INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at)"
-    " VALUES (?, ?, ?, ?, 'ready', 0, ?, ?)"
+    "INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at, blocked)"
+    " VALUES (?, ?, ?, ?, 'ready', 0, ?, ?, false)"
     " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
 )
+
+
+# SQLite: a job behind a live job of its key is stored `blocked`, and unblocked when the one before
+# it is done or dead, so a claim reads only the lanes' heads (a partial index, migration 0009)
+# instead of asking, for every waiting job, whether one is ahead of it: that question made a
+# backlog of n jobs cost O(n) per claim. Race-free because SQLite runs one write transaction at a
+# time, and a write transaction's reads see every commit before its own (WAL refuses the upgrade
+# of a stale snapshot); on PostgreSQL the embedded queue keeps asking (and scale mode has lanes).
+_ENQUEUE_SQLITE = (
+    "INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at, blocked)"
+    " SELECT ?, ?, ?, ?, 'ready', 0, ?, ?, EXISTS (SELECT 1 FROM hookline_job WHERE ordering_key = ?"
+    " AND state IN ('ready', 'running'))"
+    " WHERE true ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
+)
+_UNBLOCK_NEXT = (
+    "UPDATE hookline_job SET blocked = 0 WHERE id = (SELECT min(id) FROM hookline_job"
+    " WHERE ordering_key = ? AND state IN ('ready', 'running'))"
+)
+_CLAIMABLE_SQLITE = (
+    "SELECT id FROM hookline_job WHERE blocked = 0 AND state IN ('ready', 'running')"
+    " AND ((state = 'ready' AND run_at_ms <= ?) OR (state = 'running' AND locked_until_ms < ?))"
+    " ORDER BY id LIMIT ?"
+)
+_CLAIMABLE = (
+    "SELECT j.id FROM hookline_job j"
+    " WHERE ((j.state = 'ready' AND j.run_at_ms <= ?) OR (j.state = 'running' AND j.locked_until_ms < ?))"
+    " AND (j.ordering_key IS NULL OR NOT EXISTS ("
+    "   SELECT 1 FROM hookline_job e WHERE e.ordering_key = j.ordering_key AND e.id < j.id"
+    "   AND e.state IN ('ready', 'running')))"
+    " ORDER BY j.id LIMIT ?"
+)
+
+
+def _sqlite(connection: BaseDBAsyncClient) -> bool:
+    return connection.capabilities.dialect == "sqlite"
 
 
 def insert_jobs_from(source: str, run_at_ms: str, now: str, returning: str = "") -> str:
     """The job rows of `WorkQueue.enqueue_from`, as the CTE `enqueued`."""
     return (
-        ", enqueued AS (INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms, created_at)"
-        f" SELECT kind, payload, ordering_key, dedupe_key, 'ready', 0, {run_at_ms}, {now} FROM {source}"
+        ", enqueued AS (INSERT INTO hookline_job (kind, payload, ordering_key, dedupe_key, state, attempts, run_at_ms,"
+        f" created_at, blocked) SELECT kind, payload, ordering_key, dedupe_key, 'ready', 0, {run_at_ms}, {now}, false FROM {source}"
         " ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('ready', 'running') DO NOTHING"
         f"{' RETURNING ' + returning if returning else ''})"
     )
@@ -115,6 +151,9 @@ class JobRows:
     give back. A queue with more to write per job (lanes) brings its own statement."""
 
     _enqueue_sql = _ENQUEUE
+
+    def _enqueue_sql_for(self, connection: BaseDBAsyncClient) -> str:
+        return self._enqueue_sql
 
     async def enqueue(
         self,
@@ -127,12 +166,12 @@ class JobRows:
         delay_seconds: float = 0,
     ) -> None:
         """A delayed job with an ordering key holds its key until it runs: give timers none."""
-        await query(connection, self._enqueue_sql, [
+        await query(connection, self._enqueue_sql_for(connection), [
             kind, to_json(payload), ordering_key, dedupe_key, now_ms() + int(delay_seconds * 1000), datetime.now(UTC),
-            *self._enqueue_extra(delay_seconds),
+            *self._enqueue_extra(delay_seconds, ordering_key),
         ])
 
-    def _enqueue_extra(self, delay_seconds: float) -> list[Any]:
+    def _enqueue_extra(self, delay_seconds: float, ordering_key: str | None) -> list[Any]:
         return []
 
     async def extend(self, job_ids: list[int], lease_seconds: float) -> None:
@@ -179,6 +218,30 @@ class EmbeddedQueue(JobRows):
     def enqueue_from(self, source: str, run_at_ms: str, now: str) -> str:
         return insert_jobs_from(source, run_at_ms, now)
 
+    def _enqueue_sql_for(self, connection: BaseDBAsyncClient) -> str:
+        return _ENQUEUE_SQLITE if _sqlite(connection) else _ENQUEUE
+
+    def _enqueue_extra(self, delay_seconds: float, ordering_key: str | None) -> list[Any]:
+        return [ordering_key] if _sqlite(get_connection("default")) else []
+
+    async def complete(self, job_id: int) -> None:
+        await self._leaving(job_id, "DELETE FROM hookline_job WHERE id = ? RETURNING ordering_key", [job_id])
+
+    async def bury(self, job_id: int, error: str) -> None:
+        await self._leaving(job_id, "UPDATE hookline_job SET state = 'dead', locked_until_ms = NULL, last_error = ?"
+                                    " WHERE id = ? RETURNING ordering_key", [error[:4000], job_id])
+
+    async def _leaving(self, job_id: int, sql: str, values: list[Any]) -> None:
+        """A job is no longer live: on SQLite the next of its key becomes its lane's head."""
+        connection = get_connection("default")
+        if not _sqlite(connection):
+            await query(connection, sql, values)
+            return
+        async with in_transaction() as transaction:
+            rows = await query(transaction, sql, values)
+            if rows and rows[0]["ordering_key"] is not None:
+                await query(transaction, _UNBLOCK_NEXT, [rows[0]["ordering_key"]])
+
     def consumer(self, runner: JobRunner) -> Consumer:
         from core.worker import Worker  # the worker module builds on this one
 
@@ -196,16 +259,7 @@ class EmbeddedQueue(JobRows):
         connection = get_connection("default")
         current = now_ms()
         async with self._claim_lock:
-            rows = await query(
-                connection,
-                "SELECT j.id FROM hookline_job j"
-                " WHERE ((j.state = 'ready' AND j.run_at_ms <= ?) OR (j.state = 'running' AND j.locked_until_ms < ?))"
-                " AND (j.ordering_key IS NULL OR NOT EXISTS ("
-                "   SELECT 1 FROM hookline_job e WHERE e.ordering_key = j.ordering_key AND e.id < j.id"
-                "   AND e.state IN ('ready', 'running')))"
-                " ORDER BY j.id LIMIT ?",
-                [current, current, limit],
-            )
+            rows = await query(connection, _CLAIMABLE_SQLITE if _sqlite(connection) else _CLAIMABLE, [current, current, limit])
             if not rows:
                 return []
             ids = [row["id"] for row in rows]

@@ -100,7 +100,7 @@ def _media_kind(media: Media) -> str:
 async def deliver(host: Host, message_id: int) -> None:
     """The `send` job: wait for its rate-limit slots, hand the message to its provider and record
     what it said."""
-    message = await Message.get_or_none(id=message_id).prefetch_related("conversation__contact")
+    message = await Message.filter(id=message_id).select_related("conversation__contact").first()  # one query
     if message is None or message.status is not DeliveryStatus.PENDING or message.external_id:
         return  # already sent (a job re-run after a crash) or deleted
     conversation = message.conversation
@@ -152,7 +152,7 @@ async def deliver(host: Host, message_id: int) -> None:
             message_id=message.id, provider=number.provider, external_id=result.external_id,
             raw_status=result.raw_status, status=status, applied=moved, using_db=connection,
         )
-        if moved:
+        if moved and host.dispatch.listens("on_status_update"):
             await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
                                      ordering_key=inbound_key(conversation.id))
         await _apply_early_statuses(host, connection, message, number.provider, result.external_id)
@@ -229,8 +229,9 @@ async def _apply_early_statuses(host: Host, connection, message: Message, provid
         await StatusEvent.filter(id=event.id).using_db(connection).update(message_id=message.id)
         if event.status and await advance_status(connection, message.id, event.status, event.error_code, event.error_text, event.occurred_at):
             await StatusEvent.filter(id=event.id).using_db(connection).update(applied=True)
-            await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
-                                     ordering_key=inbound_key(message.conversation_id))
+            if host.dispatch.listens("on_status_update"):
+                await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
+                                         ordering_key=inbound_key(message.conversation_id))
 
 
 async def mark_failed(host: Host, message: Message, code: str | None, text: str) -> None:
@@ -243,8 +244,9 @@ async def mark_failed(host: Host, message: Message, code: str | None, text: str)
             applied=moved, using_db=connection,
         )
         if moved:
-            await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
-                                     ordering_key=inbound_key(message.conversation_id))
+            if host.dispatch.listens("on_status_update"):
+                await host.queue.enqueue(connection, "status", {"message_id": message.id, "event_id": event.id},
+                                         ordering_key=inbound_key(message.conversation_id))
             await events.record(connection, [events.message_status(message.id)])
     host.queue.wake()
     host.events.wake()

@@ -126,7 +126,8 @@ class WebhookEndpoint:
                     media.key = self.host.media.save(media.data, media.content_type, media.filename)
                     media.data = None
         try:
-            result = await record_webhook(name, parsed, self.provider.status_map, self.host.queue)
+            result = await record_webhook(name, parsed, self.provider.status_map, self.host.queue,
+                                          status_jobs=self.host.dispatch.listens("on_status_update"))
         except ValidationError as exc:  # a value no retry will make storable (an over-long id…)
             return _refuse(400, name, f"unstorable value: {exc}")
         except Exception as exc:

@@ -11,6 +11,7 @@ failed with the body's ``code`` and ``message``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -135,6 +136,34 @@ def provider_acknowledge(request: WebhookRequest, parsed: ParsedWebhook) -> Resp
     return JSONResponse({"ok": True, "messages": len(parsed.messages), "statuses": len(parsed.statuses)})
 
 
+class _SharedClient:
+    """One HTTP client per event loop, kept between calls: a new httpx client loads the CA bundle
+    (~40 ms of CPU), which would be most of every send. Tests run one loop each, hence per loop."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._loop is not loop:
+            self._client, self._loop = httpx.AsyncClient(timeout=5), loop
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client, self._loop = self._client, None, None
+        if client is not None and not client.is_closed:
+            await client.aclose()
+
+
+_http = _SharedClient()
+
+
+@hookimpl
+async def on_shutdown() -> None:
+    await _http.close()
+
+
 async def _post(number: Number, message: OutboundMessage) -> SendResult:
     body = {
         "id": message.id,
@@ -146,8 +175,7 @@ async def _post(number: Number, message: OutboundMessage) -> SendResult:
         "interactive": message.interactive.to_json() if message.interactive else None,
     }
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.post(f"{number.settings.api_url}/messages", json=body)
+        response = await _http.get().post(f"{number.settings.api_url}/messages", json=body)
     except httpx.TransportError as exc:
         raise ProviderError(f"cannot reach the API: {exc}", retryable=True) from exc
     if response.status_code in (429, 500, 502, 503):
@@ -180,8 +208,7 @@ async def provider_download_media(number: Number, media: Media) -> tuple[bytes, 
     if not (media.url or "").startswith(number.settings.api_url + "/"):
         raise ProviderError(f"refusing to fetch media from a foreign host: {media.url}")
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(media.url)
+        response = await _http.get().get(media.url)
     except httpx.TransportError as exc:
         raise ProviderError(f"cannot reach the API: {exc}", retryable=True) from exc
     if response.status_code >= 500:

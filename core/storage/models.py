@@ -153,6 +153,8 @@ class Job(Model):
     # Unique among jobs still to run (a partial index, migration 0008): enqueueing it twice runs it once.
     dedupe_key = fields.CharField(max_length=128, null=True)
     state = fields.CharField(max_length=16, default="ready", db_index=True)  # ready, running, dead
+    # SQLite's embedded queue: behind a live job of its key, so not a lane head (core/queue.py).
+    blocked = fields.BooleanField(default=False)
     attempts = fields.IntField(default=0)
     # Epoch milliseconds: compared in SQL on every claim, identically on SQLite and PostgreSQL.
     run_at_ms = fields.BigIntField(db_index=True)
