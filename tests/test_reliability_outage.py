@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.conftest import clean_postgres
-from tests.fake_api import serving_in_thread
+from core.testing.fakes import serving_in_thread
 from tests.fake_meta import FakeMeta
 from tests.fake_twilio import FakeTwilio
 from tests.fake_wppconnect import FakeWppconnect
