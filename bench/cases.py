@@ -48,6 +48,17 @@ class Load:
 
 
 @dataclass
+class Drain:
+    """A case without wrk: `messages` went through in `seconds`; latency is per message (from
+    being due to the fake provider answering), percentiles "50" and "99" in ms."""
+
+    messages: int
+    seconds: float
+    per_second: float
+    latency_ms: dict[str, float]
+
+
+@dataclass
 class CaseResult:
     name: str
     measures: str
@@ -62,6 +73,23 @@ class CaseResult:
     server_log_problems: list[str] = field(default_factory=list)
     cpu: dict[str, Any] | None = None  # cores used during the measured run (bench/cpu.py)
     warnings: list[str] = field(default_factory=list)  # numbers taken, but not to be trusted
+    key: str = ""  # the plan's key (`twilio-postgres`): what targets and comparisons name
+    compare_to: str | None = "ceiling"  # the key of the case its ratio is against (a ceiling or a peer)
+    peak_rss_mb: float | None = None  # the server's process tree, sampled during the measured run (bench/rss.py)
+    drain: dict[str, Any] | None = None  # a case measured without wrk (outbound): see Drain
+    rss_series: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB) of a soak
+
+    def rate(self) -> float | None:
+        """Requests per second (wrk cases) or messages per second (a drain)."""
+        if self.wrk is not None:
+            return float(self.wrk["requests_per_second"])
+        if self.drain is not None:
+            return float(self.drain["per_second"])
+        return None
+
+    def latency_ms(self, percent: str) -> float | None:
+        source = self.wrk if self.wrk is not None else self.drain
+        return None if source is None else source["latency_ms"].get(percent)
 
     def fail(self, reason: str) -> None:
         self.status = "failed"
