@@ -28,9 +28,14 @@ run: $(STAMP)
 test: $(EXAMPLES)
 	HOOKLINE_TEST_POSTGRES=$${HOOKLINE_TEST_POSTGRES:-auto} $(BIN)/python -m pytest
 
-## Benchmark with wrk: a bare Starlette ceiling vs Twilio inbound on SQLite and PostgreSQL (docs/performance.md).
-## Options go in BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 5".
-bench: $(STAMP)
+## Benchmark (docs/performance.md): ceilings, peers, hookline inbound and outbound on SQLite and PostgreSQL,
+## a soak; writes bench/results/<time>.json, .md and .png. Options in BENCH_ARGS, e.g. BENCH_ARGS="--duration 5 --soak 0".
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## After changing core/storage/models.py: write the migration for it.

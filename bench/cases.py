@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, hookline_config, servers, storage, wrk
+from bench import cpu, hookline_config, rss, servers, storage, wrk
 from bench.signed_requests import RequestBuilder
 
 
@@ -77,7 +78,8 @@ class CaseResult:
     compare_to: str | None = "ceiling"  # the key of the case its ratio is against (a ceiling or a peer)
     peak_rss_mb: float | None = None  # the server's process tree, sampled during the measured run (bench/rss.py)
     drain: dict[str, Any] | None = None  # a case measured without wrk (outbound): see Drain
-    rss_series: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB) of a soak
+    rss_series: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB) during the measured run
+    peer: str | None = None  # the key of the peer doing the same job (hookline must be ahead of it)
 
     def rate(self) -> float | None:
         """Requests per second (wrk cases) or messages per second (a drain)."""
@@ -146,15 +148,19 @@ def _load(
     server: servers.Running,
     requests: RequestFile,
     extra_pids: Callable[[], list[int]] = lambda: [],
+    duration: float | None = None,
 ) -> wrk.WrkResult:
+    """Warm up, then the measured run (`duration`, else the run's) with CPU and RSS watched."""
     url = server.url + requests.builder.path
     warm = wrk.run(load.wrk_binary, url, load.warmup, requests.stream(measured=False))
     case.warmup = _summary(warm)
     _check_http(case, "warm-up", warm)
     window = cpu.Window([server.pid, *extra_pids()])
-    window.start()
-    measured = wrk.run(load.wrk_binary, url, load.duration, requests.stream(measured=True))
-    usage = window.stop()
+    with rss.Sampler(server.pid) as memory:
+        window.start()
+        measured = wrk.run(load.wrk_binary, url, duration or load.duration, requests.stream(measured=True))
+        usage = window.stop()
+    case.peak_rss_mb, case.rss_series = memory.peak_mb, memory.series
     case.wrk = _summary(measured)
     case.cpu = asdict(usage)
     _check_http(case, "measured", measured)
@@ -166,142 +172,190 @@ def _load(
     return measured
 
 
-# --------------------------------------------------------------------------- the ceiling
+# --------------------------------------------------------------------------- the ceilings
 
-#: The request file the ceiling is loaded with.
+#: The request file the ceilings are loaded with.
 CEILING_FILE = "twilio"
 
 
 def ceiling(load: Load) -> CaseResult:
-    case = CaseResult("ceiling: bare Starlette POST", "uvicorn + Starlette, read body, constant TwiML; no verify, no storage")
+    case = CaseResult("ceiling: bare Starlette POST", "uvicorn + Starlette, read body, constant TwiML; no verify, no storage",
+                      key="ceiling", compare_to=None)
     port = servers.free_port()
     log = load.workdir / "ceiling.log"
-    with servers.serving(servers.ceiling_command(port), port, log, servers.REPO) as server:
+    with servers.serving(servers.uvicorn_command("bench.ceiling_app:app", port), port, log, servers.REPO) as server:
         _load(case, load, server, load.files[CEILING_FILE])
     case.server_log_problems = _log_problems(log)
     return case
 
 
-# --------------------------------------------------------------------------- hookline
-
-
-def _hookline(
-    load: Load,
-    case: CaseResult,
-    requests: RequestFile,
-    home: Path,
-    database_url: str,
-    count: Callable[[str, str, str], storage.Stored],
-    migrate_first: bool,
-    extra_pids: Callable[[], list[int]] = lambda: [],
-) -> CaseResult:
-    builder = requests.builder
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "hookline.toml"
-    hookline_config.write(config, load.hookline_port, database_url, builder)
-    log = home / "server.log"
-    if migrate_first:
-        servers.run_once([str(servers.BIN / "hookline"), "migrate", "--config", str(config)], cwd=home)
-    try:
-        with servers.serving(servers.hookline_command(config, load.hookline_port), load.hookline_port, log, home) as server:
-            measured = _load(case, load, server, requests, extra_pids)
-        stored = count(builder.provider, *builder.ids_of(requests.warm_end, requests.end))
-    finally:
-        case.server_log_problems = _log_problems(log)
-    case.stored_messages, case.messages_total, case.jobs_left = stored.messages, stored.messages_total, stored.jobs_left
-    ok = _ok_answers(measured) * builder.batch
+def _stored_or_fail(case: CaseResult, measured: wrk.WrkResult, stored: int, batch: int = 1) -> None:
+    """Each 2xx must have stored its request's new messages, and nothing more can be stored than
+    was sent: otherwise the rate is not the path's, or the count is wrong."""
+    ok = _ok_answers(measured) * batch
     if measured.wraps:
         case.fail(f"the request file ran out ({measured.wraps} wrap(s)): some requests repeated; use --requests")
-    if stored.messages < ok:
-        case.fail(f"{_ok_answers(measured)} answers were 2xx ({ok} messages) but only {stored.messages} new messages were stored")
-    if stored.messages > measured.sent * builder.batch:
-        case.fail(f"{stored.messages} messages stored from {measured.sent} requests built "
-                  f"({measured.sent * builder.batch} messages): the count is wrong")
+    if stored < ok:
+        case.fail(f"{_ok_answers(measured)} answers were 2xx ({ok} messages) but only {stored} new messages were stored")
+    if stored > measured.sent * batch:
+        case.fail(f"{stored} messages stored from {measured.sent} requests built "
+                  f"({measured.sent * batch} messages): the count is wrong")
+
+
+def verify_insert(load: Load, database: str) -> CaseResult:
+    """bench/verify_insert_app.py on a fresh SQLite file or a throwaway PostgreSQL database,
+    loaded with the Twilio file on hookline's port (the signatures cover the URL)."""
+    label = DATABASES[database]
+    case = CaseResult(f"ceiling: verify + insert, {label}",
+                      f"hand-written Twilio handler: lean signature check, one insert-if-new + job statement "
+                      f"({'raw asyncpg' if database == 'postgres' else 'stdlib sqlite3, WAL, synchronous=FULL'}), TwiML",
+                      key=f"ceiling-insert-{database}", compare_to=None)
+    requests = load.files[CEILING_FILE]
+    home = load.workdir / case.key
+    home.mkdir(parents=True, exist_ok=True)
+    with _database(case, database, home) as (url, count_target, backends):
+        if url is None:
+            return case
+        env = {"BENCH_DATABASE_URL": url, "BENCH_AUTH_TOKEN": requests.builder.secret,
+               "BENCH_PUBLIC_URL": requests.builder.public_url}
+        log = home / "server.log"
+        command = servers.uvicorn_command("bench.verify_insert_app:app", load.hookline_port)
+        with servers.serving(command, load.hookline_port, log, servers.REPO, env=env) as server:
+            measured = _load(case, load, server, requests, backends)
+        case.server_log_problems = _log_problems(log)
+        first, end = requests.builder.ids_of(requests.warm_end, requests.end)
+        stored = int(storage.scalar(count_target, "SELECT count(*) FROM inbound WHERE sid >= $1 AND sid < $2",  # type: ignore[arg-type]
+                                    first, end))
+        case.stored_messages = stored
+        _stored_or_fail(case, measured, stored)
     return case
 
 
-_MEASURES = "hookline serve: {proof} check, parse, store {what} + enqueue {jobs} in one transaction, {ack}"
-
-
-def _measures(builder: RequestBuilder) -> str:
-    what = "a new message" if builder.batch == 1 else f"{builder.batch} new messages"
-    return _MEASURES.format(
-        proof="signature" if builder.signature_header else "proof",
-        what=what,
-        jobs="its job" if builder.batch == 1 else "their jobs",
-        ack="TwiML ack" if builder.provider == "twilio" else "200 ack",
-    )
-
-
-def sqlite(load: Load, key: str, name: str) -> CaseResult:
-    requests = load.files[key]
-    case = CaseResult(name, _measures(requests.builder), batch=requests.builder.batch)
-    home = load.workdir / f"{key}-sqlite"
-    database = home / "hookline.sqlite3"
-    count = lambda provider, first, end: storage.count_sqlite(str(database), provider, first, end)  # noqa: E731
-    return _hookline(load, case, requests, home, f"sqlite://{database}", count, migrate_first=False)
-
-
-def postgres(load: Load, key: str, name: str) -> CaseResult:
-    requests = load.files[key]
-    case = CaseResult(name, "the same on a throwaway PostgreSQL database (hookline migrate, then serve)",
-                      batch=requests.builder.batch)
+@contextmanager
+def _database(case: CaseResult, database: str, home: Path) -> Iterator[tuple[str | None, str, Callable[[], list[int]]]]:
+    """(URL for the server or None when PostgreSQL is unusable — the case is then skipped, what
+    storage.scalar counts in, the PostgreSQL backends' pids for the CPU window)."""
+    if database == "sqlite":
+        path = home / "bench.sqlite3"
+        yield f"sqlite://{path}", str(path), lambda: []
+        return
     try:
         url = storage.create_postgres_database()
     except Exception as exc:  # noqa: BLE001 - whatever makes the server unusable skips the case
         case.status = "skipped"
         where = storage.postgres_server().rsplit("@", 1)[-1]
         case.reasons.append(f"PostgreSQL not usable at {where}: {type(exc).__name__}: {exc}")
-        return case
+        yield None, "", lambda: []
+        return
     try:
-        count = lambda provider, first, end: storage.count_postgres(url, provider, first, end)  # noqa: E731
-        backends = lambda: cpu.postgres_backends(url.rsplit("/", 1)[-1])  # noqa: E731
-        return _hookline(load, case, requests, load.workdir / f"{key}-postgres", url, count, migrate_first=True,
-                         extra_pids=backends)
+        yield url, url, lambda: cpu.postgres_backends(url.rsplit("/", 1)[-1])
     finally:
         storage.drop_postgres_database(url)
+
+
+# --------------------------------------------------------------------------- hookline
+
+_MEASURES = "hookline serve: {proof} check, parse, store {what} + enqueue {jobs} in one transaction, {ack}"
+
+
+def _measures(builder: RequestBuilder, database: str) -> str:
+    what = "a new message" if builder.batch == 1 else f"{builder.batch} new messages"
+    return _MEASURES.format(
+        proof="signature" if builder.signature_header else "URL secret",
+        what=what,
+        jobs="its job" if builder.batch == 1 else "their jobs",
+        ack="TwiML ack" if builder.provider == "twilio" else "200 ack",
+    ) + ("" if database == "sqlite" else " (PostgreSQL: hookline migrate first)")
+
+
+#: The peer doing the same job as hookline's case for a request file (bench/peers/).
+PEERS = {"twilio": "peer-flask-twilio", "meta1": "peer-pywa-meta"}
+
+
+def hookline_inbound(load: Load, key: str, name: str, database: str, duration: float | None = None) -> CaseResult:
+    """`hookline serve` with the builder's provider and number, on a fresh SQLite file or a
+    throwaway PostgreSQL database, loaded with the builder's file; then the stored-row check."""
+    requests = load.files[key]
+    builder = requests.builder
+    case = CaseResult(name, _measures(builder, database), batch=builder.batch, key=f"{key}-{database}",
+                      compare_to=f"ceiling-insert-{database}", peer=PEERS.get(key))
+    home = load.workdir / case.key
+    home.mkdir(parents=True, exist_ok=True)
+    with _database(case, database, home) as (url, count_target, backends):
+        if url is None:
+            return case
+        config = home / "hookline.toml"
+        hookline_config.write(config, load.hookline_port, url, builder)
+        log = home / "server.log"
+        try:
+            if database == "postgres":
+                servers.run_once([str(servers.BIN / "hookline"), "migrate", "--config", str(config)], cwd=home)
+            with servers.serving(servers.hookline_command(config, load.hookline_port), load.hookline_port, log, home) as server:
+                measured = _load(case, load, server, requests, backends, duration)
+            stored = storage.count_stored(count_target, builder.provider, *builder.ids_of(requests.warm_end, requests.end))
+        finally:
+            case.server_log_problems = _log_problems(log)
+        case.stored_messages, case.messages_total, case.jobs_left = stored.messages, stored.messages_total, stored.jobs_left
+        _stored_or_fail(case, measured, stored.messages, builder.batch)
+    return case
 
 
 # --------------------------------------------------------------------------- the plan
 
 #: The request files of a full run: (builder, messages per request), in table order.
-SHAPES: list[tuple[str, int]] = [("twilio", 1), ("meta", 1), ("meta", 10)]
-DATABASES = {"sqlite": ("SQLite", sqlite), "postgres": ("PostgreSQL", postgres)}
+SHAPES: list[tuple[str, int]] = [("twilio", 1), ("meta", 1), ("meta", 10), ("wppconnect", 1)]
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 @dataclass(frozen=True)
 class Case:
     key: str  # `ceiling`, `twilio-sqlite`, `meta10-postgres`: what --cases matches
     name: str  # the table's name for it
-    file: str  # the request file it loads (a builder key)
+    file: str | None  # the request file it loads (a builder key); None for a case without wrk
     run: Callable[[Load], CaseResult]
     database: str | None = None
+    needs: tuple[str, ...] = ()  # the cases its comparisons need (its ceiling, its peer)
 
     def skipped(self, reason: str) -> CaseResult:
-        return CaseResult(self.name, "", status="skipped", reasons=[reason])
+        return CaseResult(self.name, "", status="skipped", reasons=[reason], key=self.key)
 
 
 def all_cases(builders: dict[str, RequestBuilder]) -> list[Case]:
-    """Every case, in the order they run and are reported: the ceiling, then per provider (in
-    SHAPES order) its builders on SQLite, then on PostgreSQL: twilio-sqlite, twilio-postgres,
-    meta1-sqlite, meta10-sqlite, meta1-postgres, meta10-postgres."""
+    """Every case, in the order they run and are reported: the ceilings, the peers, then per
+    provider (in SHAPES order) its builders on SQLite, then on PostgreSQL, then outbound."""
+    from bench import outbound, peers  # noqa: PLC0415 - they import this module
+
     cases = [Case("ceiling", "ceiling: bare Starlette POST", CEILING_FILE, ceiling)]
+    for database, label in DATABASES.items():
+        cases.append(Case(f"ceiling-insert-{database}", f"ceiling: verify + insert, {label}", CEILING_FILE,
+                          lambda load, database=database: verify_insert(load, database), database))
+    cases += [
+        Case("peer-flask-twilio", "peer: Flask + twilio RequestValidator", "twilio", peers.flask_twilio),
+        Case("peer-pywa-meta", "peer: pywa server, signature validation on", "meta1", peers.pywa_meta),
+    ]
     providers = dict.fromkeys(builder.provider for builder in builders.values())
     for provider in providers:
-        for database, (label, run) in DATABASES.items():
+        for database, label in DATABASES.items():
             for key, builder in builders.items():
                 if builder.provider != provider:
                     continue
                 name = f"{builder.label}: {label}"
+                needs = (f"ceiling-insert-{database}",) + ((PEERS[key],) if key in PEERS else ())
                 cases.append(Case(f"{key}-{database}", name, key,
-                                  lambda load, key=key, name=name, run=run: run(load, key, name), database))
+                                  lambda load, key=key, name=name, database=database: hookline_inbound(load, key, name, database),
+                                  database, needs))
+    cases.append(Case("outbound-ceiling", "outbound ceiling: httpx loop to the fake", None, outbound.outbound_ceiling))
+    for database, label in DATABASES.items():
+        cases.append(Case(f"outbound-{database}", f"outbound drain: {label}", None,
+                          lambda load, database=database: outbound.outbound(load, database), database, ("outbound-ceiling",)))
     return cases
 
 
 def select(cases: list[Case], patterns: list[str]) -> list[Case]:
-    """The ceiling (the ratios need it) and the cases any pattern names: a key (`meta10-sqlite`),
-    a part of one (`meta10`, `sqlite`, `twilio`; `meta` means both Meta batches), or a glob
-    (`meta*-postgres`). Raises ValueError for a pattern that names nothing."""
+    """The cases any pattern names — a key (`meta10-sqlite`), a part of one (`meta10`, `sqlite`,
+    `twilio`, `peer`, `outbound`; `meta` means both Meta batches), or a glob (`meta*-postgres`) —
+    with the bare ceiling and what their comparisons need. Raises ValueError for a pattern that
+    names nothing."""
     chosen = {"ceiling"}
     for pattern in patterns:
         matched = {
@@ -312,4 +366,5 @@ def select(cases: list[Case], patterns: list[str]) -> list[Case]:
         if not matched:
             raise ValueError(f"--cases: {pattern!r} names no case (cases: {', '.join(case.key for case in cases)})")
         chosen |= matched
-    return [case for case in cases if case.key in chosen]
+    needed = {need for case in cases if case.key in chosen for need in case.needs}
+    return [case for case in cases if case.key in chosen | needed]

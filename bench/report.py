@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import chart
 from bench.cases import CaseResult
+from bench.targets import Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CEILING_PREFIX = "ceiling"
 #: Changes there do not change what the server runs.
 NOT_SERVER_CODE = ("bench/", "docs/", "tests/")
 
@@ -60,18 +61,17 @@ def code() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD") or "unknown", "uncommitted": changed}
 
 
-def _ceiling_rps(results: list[CaseResult]) -> float | None:
-    for case in results:
-        if case.name.startswith(CEILING_PREFIX) and case.wrk and case.wrk["requests_per_second"] > 0:
-            return float(case.wrk["requests_per_second"])
-    return None
+def _by_key(results: list[CaseResult]) -> dict[str, CaseResult]:
+    return {case.key: case for case in results}
 
 
-def ratio(case: CaseResult, results: list[CaseResult]) -> float | None:
-    ceiling = _ceiling_rps(results)
-    if case.wrk is None or ceiling is None:
+def ratio(case: CaseResult, results: list[CaseResult], to: str | None = None) -> float | None:
+    """This case's rate over its ceiling's (or `to`'s), both from this run; None when either is
+    missing or did not finish ok."""
+    other = _by_key(results).get(to or case.compare_to or "")
+    if other is None or other.status != "ok" or case.rate() is None or not other.rate():
         return None
-    return float(case.wrk["requests_per_second"]) / ceiling
+    return case.rate() / other.rate()  # type: ignore[operator]
 
 
 def _verdict(case: CaseResult) -> str:
@@ -79,49 +79,51 @@ def _verdict(case: CaseResult) -> str:
     return verdict + (", disturbed" if case.warnings else "")
 
 
+def _cpu_per_unit(case: CaseResult) -> float | None:
+    """Server CPU µs per request (per message for a drain): cores used / rate."""
+    if not case.cpu or not case.rate():
+        return None
+    return case.cpu["server_cores"] / case.rate() * 1e6  # type: ignore[operator]
+
+
+def _number(value: float | None, pattern: str = "{:,.0f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def _short(key: str | None, results: list[CaseResult]) -> str:
+    other = _by_key(results).get(key or "")
+    return other.name.split(":", 1)[-1].strip() if other else (key or "")
+
+
 def table(results: list[CaseResult]) -> str:
-    """req/s is requests; msg/s is req/s × the messages each request carries (its batch)."""
+    """req/s is requests (a drain's row shows messages); msg/s is req/s × the messages each
+    request carries. CPU is the server process's (not PostgreSQL's), per request or message."""
     lines = [
-        "| case | req/s | msg/s | p50 ms | p99 ms | non-2xx | ratio to ceiling | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| case | req/s | msg/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | ratio | vs peer | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for case in results:
-        if case.wrk is None:
-            lines.append(f"| {case.name} | – | – | – | – | – | – | {_verdict(case)} |")
+        rate = case.rate()
+        if rate is None:
+            lines.append(f"| {case.name} | – | – | – | – | – | – | – | – | {_verdict(case)} |")
             continue
-        latency = case.wrk["latency_ms"]
         share = ratio(case, results)
-        rate = float(case.wrk["requests_per_second"])
-        messages = "–" if case.name.startswith(CEILING_PREFIX) else f"{rate * case.batch:,.0f}"
+        against = f"{share:.2f} of {_short(case.compare_to, results)}" if share is not None else "–"
+        versus = ratio(case, results, case.peer) if case.peer else None
+        messages = rate if case.drain else rate * case.batch
         lines.append(
-            f"| {case.name} | {rate:,.0f} | {messages} | {latency.get('50', float('nan')):.2f} | "
-            f"{latency.get('99', float('nan')):.2f} | {case.wrk['non_2xx']} | "
-            f"{'–' if share is None else f'{share:.3f}'} | {_verdict(case)} |"
+            f"| {case.name} | {'–' if case.drain else f'{rate:,.0f}'} | {_number(messages)} | "
+            f"{_number(case.latency_ms('50'), '{:.2f}')} | {_number(case.latency_ms('99'), '{:.2f}')} | "
+            f"{_number(_cpu_per_unit(case))} | {_number(case.peak_rss_mb)} | {against} | "
+            f"{'–' if versus is None else f'{versus:.2f}×'} | {_verdict(case)} |"
         )
     return "\n".join(lines)
 
 
-def budget_lines(results: list[CaseResult]) -> list[str]:
-    """DESIGN.md section 7's line for the inbound path, with this run's ratios (every provider's
-    inbound case; for a batch, per request and per message)."""
-    lines = []
-    for case in results:
-        share = ratio(case, results)
-        if " inbound" in case.name and share is not None and case.wrk is not None:
-            rate = float(case.wrk["requests_per_second"])
-            per_message = (f" ({rate * case.batch:,.0f} messages/s = {share * case.batch:.3f} of the ceiling's rate)"
-                           if case.batch > 1 else "")
-            lines.append(
-                f"Budget (DESIGN.md §7, verify + idempotent insert + enqueue + ack): {case.name} = "
-                f"{rate:,.0f} req/s = {share:.3f} of the same-run ceiling{per_message}"
-                f"{'' if case.status == 'ok' else f' [{case.status}]'}"
-            )
-    if lines:
-        lines.append(
-            "(DESIGN's budget is >= 0.6 of a raw-asyncpg insert ceiling, which this harness does not run; "
-            "the bare-Starlette ceiling is higher, so these ratios are lower bounds of that one.)"
-        )
-    return lines
+def target_lines(targets: list[Target]) -> list[str]:
+    return ["| target | measured | verdict |", "|---|---|---|"] + [
+        f"| {target.goal} | {target.measured} | {target.verdict} |" for target in targets
+    ]
 
 
 def details(results: list[CaseResult]) -> list[str]:
@@ -129,11 +131,12 @@ def details(results: list[CaseResult]) -> list[str]:
     lines = []
     for case in results:
         facts = list(case.reasons) + list(case.warnings)
-        if case.cpu and case.wrk:
-            per_request = case.cpu["server_cores"] / max(case.wrk["requests_per_second"], 1e-9) * 1e6
-            per_message = f", {per_request / case.batch:,.0f} µs per message" if case.batch > 1 else ""
+        per_unit = _cpu_per_unit(case)
+        if case.cpu and per_unit is not None:
+            unit = "message" if case.drain else "request"
+            per_message = f", {per_unit / case.batch:,.0f} µs per message" if case.batch > 1 else ""
             facts.append(f"CPU during the run: the server {case.cpu['server_cores']:.2f} cores "
-                         f"({per_request:,.0f} µs per request{per_message}), the bench's processes in all "
+                         f"({per_unit:,.0f} µs per {unit}{per_message}), the bench's processes in all "
                          f"{case.cpu['ours_cores']:.2f}, anything else {case.cpu['others_cores']:.2f}")
         if case.wrk is not None and case.messages_total is not None and case.jobs_left is not None:
             ok = sum(n for code, n in case.wrk["statuses"].items() if 200 <= int(code) < 300)
@@ -166,38 +169,62 @@ def _files_line(files: dict[str, dict[str, int]]) -> str:
     ) + "."
 
 
-def markdown(results: list[CaseResult], settings: dict[str, Any], started: datetime, host: dict[str, Any]) -> str:
-    head = [
+def _startup_line(startup: dict[str, float] | None) -> str:
+    if not startup:
+        return "Start-up: not measured."
+    return (f"Start-up of `hookline serve` to /healthz 200 (median of {startup['repeats']:g}): "
+            f"{startup['first_start_s']:.2f} s on a fresh SQLite home (migrations, secret key), "
+            f"{startup['restart_s']:.2f} s restarted on it.")
+
+
+def markdown(results: list[CaseResult], targets: list[Target], settings: dict[str, Any], started: datetime,
+             host: dict[str, Any], chart_name: str | None) -> str:
+    lines = [
         f"# hookline bench, {started:%Y-%m-%d %H:%M:%S} UTC",
         "",
         f"Machine: {host['cores']} cores, {host['cpu']}, {host['system']}; Python {host['python']}; {host['wrk']}.",
         _code_line(settings["code"]),
         f"Load: wrk, {settings['connections']} connections, {settings['threads']} threads, "
-        f"{settings['duration']:g} s per case after a {settings['warmup']:g} s warm-up; one uvicorn worker per server; "
+        f"{settings['duration']:g} s per case after a {settings['warmup']:g} s warm-up; one worker per server; "
         f"{settings['senders']} distinct senders{' (mixed: --mixed-senders)' if settings.get('mixed_senders') else ''}.",
         _files_line(settings["request_files"]),
         "",
         table(results),
         "",
-        *[f"- {case.name}: {case.measures}" for case in results if case.measures],
+        *target_lines(targets),
         "",
+        _startup_line(settings.get("startup")),
+        "",
+        *[f"- {case.name}: {case.measures}" for case in results if case.measures],
     ]
-    extra = budget_lines(results)
+    if chart_name:
+        lines += ["", f"![throughput, p99 and memory per case]({chart_name})"]
     notes = details(results)
-    return "\n".join(head + extra + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def write(results: list[CaseResult], settings: dict[str, Any], started: datetime, host: dict[str, Any]) -> tuple[Path, Path]:
+def write(results: list[CaseResult], targets: list[Target], settings: dict[str, Any], started: datetime,
+          host: dict[str, Any]) -> list[Path]:
+    """bench/results/<time>.json, .md and .png (the chart is left out, and said so, when
+    matplotlib is missing: the numbers matter more)."""
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / started.strftime("%Y-%m-%dT%H%M%SZ")
     data = {
         "started_utc": started.isoformat(),
         "machine": host,
         "settings": settings,
-        "ceiling_requests_per_second": _ceiling_rps(results),
-        "cases": [dict(case.as_json(), ratio_to_ceiling=ratio(case, results)) for case in results],
+        "targets": [dict(goal=t.goal, measured=t.measured, met=t.met) for t in targets],
+        "cases": [dict(case.as_json(), ratio=ratio(case, results),
+                       ratio_to_peer=ratio(case, results, case.peer) if case.peer else None) for case in results],
     }
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path, md_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")
     json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(markdown(results, settings, started, host), encoding="utf-8")
-    return json_path, md_path
+    written = [json_path, md_path]
+    try:
+        chart.write(results, png_path, f"hookline bench {started:%Y-%m-%d %H:%M} UTC, commit {settings['code']['commit']}")
+        written.append(png_path)
+    except ImportError as exc:
+        print(f"bench: no chart ({exc}); `make bench` installs matplotlib (the bench extra)", flush=True)
+    md_path.write_text(markdown(results, targets, settings, started, host, png_path.name if png_path in written else None),
+                       encoding="utf-8")
+    return written

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +89,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(args: Sequence[str], port: int, log: Path, cwd: Path) -> Iterator[Running]:
-    """Run `args` until the block ends; yields once GET /healthz answers 200."""
+def serving(
+    args: Sequence[str], port: int, log: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Running]:
+    """Run `args` until the block ends; yields once GET /healthz answers 200. `env` adds to the
+    clean environment (what a ceiling app is configured with)."""
     base = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            list(args), cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            list(args), cwd=cwd, env={**clean_env(), **(env or {})}, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -111,10 +115,10 @@ def run_once(args: Sequence[str], cwd: Path, timeout: float = 120) -> None:
         raise ServerFailed(f"{' '.join(args)} exited {completed.returncode}:\n{completed.stderr.strip()}")
 
 
-def ceiling_command(port: int) -> list[str]:
-    """The ceiling app under the same uvicorn settings `hookline serve` uses (one worker, no
-    access log, uvloop/httptools picked the same way)."""
-    return [str(BIN / "python"), "-m", "uvicorn", "bench.ceiling_app:app", "--host", "127.0.0.1",
+def uvicorn_command(app: str, port: int) -> list[str]:
+    """A ceiling app (`bench.ceiling_app:app`) under the same uvicorn settings `hookline serve`
+    uses (one worker, no access log, uvloop/httptools picked the same way)."""
+    return [str(BIN / "python"), "-m", "uvicorn", app, "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log", "--log-level", "warning"]
 
 

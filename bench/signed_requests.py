@@ -250,4 +250,61 @@ api_base_url = "http://127.0.0.1:9"
 """
 
 
-BUILDERS: dict[str, type[RequestBuilder]] = {"twilio": TwilioInbound, "meta": MetaInbound}
+# --------------------------------------------------------------------------- WPPConnect
+
+
+class WppconnectInbound(RequestBuilder):
+    """The `onmessage` event of `tests/fixtures/wppconnect/onmessage_text.json` with its id made
+    unique and the sender spread. WPPConnect signs nothing: the proof is the number's secret in
+    the webhook URL (`/webhooks/whatsapp/wppconnect/<number id>/<webhook_secret>`), so every line's
+    "signature" is empty and the path carries the run's secret. One message per request.
+
+    A real id is `false_<chat>_<hex>`; hookline treats it as opaque (only `true_`/`false_` matter),
+    so the bench leaves the chat out (`false_bench<nonce><index>`) to keep the ids of a slice of the
+    file one range for the stored-row count, whatever the database's collation."""
+
+    provider = "wppconnect"
+    content_type = "application/json"
+    signature_header = None
+    FIXTURE = FIXTURES / "wppconnect" / "onmessage_text.json"
+    NUMBER_ID = "bench"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.batch != 1:
+            raise ValueError("a WPPConnect webhook carries one message")
+        self.event = json.loads(self.FIXTURE.read_text(encoding="utf-8"))
+        self.path = f"/webhooks/whatsapp/wppconnect/{self.NUMBER_ID}/{self.secret}"
+
+    def message_id(self, index: int) -> str:
+        return f"false_bench{self.nonce}{index:016x}"
+
+    def request(self, index: int) -> tuple[str, str]:
+        chat = f"{self.sender(index)}@c.us"
+        event = {**self.event, "id": self.message_id(index), "from": chat, "chatId": chat,
+                 "sender": {**self.event["sender"], "id": chat}}
+        return "", json.dumps(event, separators=(",", ":"), ensure_ascii=True)
+
+    def number_toml(self) -> str:
+        # No WPPConnect server: sessions are not started, statuses not read, and server_url points
+        # at a closed local port, so the bench measures the inbound path only.
+        return f"""[plugins]
+enabled = ["wppconnect"]
+
+[plugins.wppconnect]
+start_sessions = false
+status_interval_seconds = 0
+
+[[numbers]]
+id = "{self.NUMBER_ID}"
+provider = "wppconnect"
+phone = "+{self.event["to"].split("@")[0]}"
+[numbers.settings]
+server_url = "http://127.0.0.1:9"
+session = "{self.event["session"]}"
+token = "bench-no-token"
+webhook_secret = "{self.secret}"
+"""
+
+
+BUILDERS: dict[str, type[RequestBuilder]] = {"twilio": TwilioInbound, "meta": MetaInbound, "wppconnect": WppconnectInbound}

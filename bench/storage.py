@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import uuid
 from contextlib import closing
@@ -64,28 +65,31 @@ def drop_postgres_database(url: str) -> None:
 
 
 #: The messages a slice of a request file stored: its builder's provider, ids in [first, end).
-_MESSAGES = "SELECT count(*) FROM hookline_message WHERE provider = {0} AND external_id >= {1} AND external_id < {2}"
+_MESSAGES = "SELECT count(*) FROM hookline_message WHERE provider = $1 AND external_id >= $2 AND external_id < $3"
 _ALL_MESSAGES = "SELECT count(*) FROM hookline_message"
 _JOBS = "SELECT count(*) FROM hookline_job"
 
 
-def count_sqlite(path: str, provider: str, first_id: str, end_id: str) -> Stored:
-    with closing(sqlite3.connect(path)) as connection:
-        messages = connection.execute(_MESSAGES.format("?", "?", "?"), (provider, first_id, end_id)).fetchone()[0]
-        total = connection.execute(_ALL_MESSAGES).fetchone()[0]
-        jobs = connection.execute(_JOBS).fetchone()[0]
-    return Stored(messages, total, jobs)
+def scalar(database: str, query: str, *args: object) -> object:
+    """One value from a case's database: a SQLite file's path or a PostgreSQL URL; `query` uses
+    `$1`-style parameters either way."""
+    if database.startswith(("postgres://", "postgresql://")):
+        async def fetch() -> object:
+            connection = await asyncpg.connect(_asyncpg_url(database), timeout=3)
+            try:
+                return await connection.fetchval(query, *args)
+            finally:
+                await connection.close()
+
+        return asyncio.run(fetch())
+    with closing(sqlite3.connect(database)) as connection:
+        return connection.execute(re.sub(r"\$\d+", "?", query), args).fetchone()[0]
 
 
-def count_postgres(url: str, provider: str, first_id: str, end_id: str) -> Stored:
-    async def count() -> Stored:
-        connection = await asyncpg.connect(_asyncpg_url(url), timeout=3)
-        try:
-            messages = await connection.fetchval(_MESSAGES.format("$1", "$2", "$3"), provider, first_id, end_id)
-            total = await connection.fetchval(_ALL_MESSAGES)
-            jobs = await connection.fetchval(_JOBS)
-        finally:
-            await connection.close()
-        return Stored(messages, total, jobs)
-
-    return asyncio.run(count())
+def count_stored(database: str, provider: str, first_id: str, end_id: str) -> Stored:
+    """What a hookline case stored from the measured slice [first_id, end_id) of its file."""
+    return Stored(
+        int(scalar(database, _MESSAGES, provider, first_id, end_id)),  # type: ignore[arg-type]
+        int(scalar(database, _ALL_MESSAGES)),  # type: ignore[arg-type]
+        int(scalar(database, _JOBS)),  # type: ignore[arg-type]
+    )
