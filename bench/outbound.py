@@ -65,8 +65,8 @@ NUMBER_RATE = 1000
 #: The queue's default `[queue] concurrency`: the ceiling posts with as many at once.
 CONCURRENCY = 8
 #: Messages per second hookline drained when this was written (2 cores): sizes N, nothing else.
-EXPECTED_PER_SECOND = 300.0
-MIN_MESSAGES, MAX_MESSAGES = 200, 30_000
+EXPECTED_PER_SECOND = 100.0
+MIN_MESSAGES, MAX_MESSAGES = 200, 20_000
 #: The held sends must be answered well within the Meta client's 10 s timeout, or they are retried.
 GATE_TIMEOUT_SECONDS = 5.0
 #: No answer for this long: the drain is stuck (or failing), the case fails.
