@@ -152,6 +152,8 @@ async def test_conversations_messages_transfer_and_status(tmp_path, database_url
         assert [c["id"] for c in listed.json()["items"]] == [cid]
         assert _field(await call("GET", "/api/conversations?limit=0", headers=agent)) == "limit"
         assert _field(await call("GET", "/api/conversations?owner=robot", headers=agent)) == "owner"
+        # A single-valued parameter given twice is refused, not silently read as its last value.
+        assert _field(await call("GET", "/api/conversations?q=ana&q=bob", headers=agent)) == "q"
 
         messages = f"/api/conversations/{cid}/messages"
         assert (await call("POST", messages, json={"text": "x"})).status_code == 401

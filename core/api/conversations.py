@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from tortoise.expressions import Q
 
 from core.api.access import host_of, signed_in
-from core.api.errors import MAX_ID, field_error, id_from_path, json_body, not_found, validate
+from core.api.errors import MAX_ID, field_error, id_from_path, json_body, not_found, validate_query
 from core.api.views import conversation_json
 from core.inbox import mark_read, unread_count, unread_counts
 from core.storage.models import Conversation
@@ -66,7 +66,7 @@ async def find_conversations(query: ListQuery) -> tuple[int, list[Conversation],
 
 
 async def list_conversations(request: Request) -> Response:
-    query = validate(ListQuery, dict(request.query_params))
+    query = validate_query(ListQuery, request)
     total, page, unread = await find_conversations(query)
     return JSONResponse({"items": [conversation_json(c, c.contact, unread[c.id]) for c in page], "total": total,
                          "limit": query.limit, "offset": query.offset})

@@ -64,6 +64,17 @@ def field_error(field: str, message: str) -> ApiError:
     return ApiError(422, "invalid", f"{field}: {message}", [{"field": field, "message": message}])
 
 
+def validate_query(model: type[M], request: Request) -> M:
+    """The query string as `model`. Every parameter hookline takes is a single value, so one given
+    twice (`?q=a&q=b`) is a 422 naming it, not a silent pick of the last."""
+    seen: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in seen:
+            raise field_error(name, "given more than once")
+        seen[name] = value
+    return validate(model, seen)
+
+
 async def json_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     try:

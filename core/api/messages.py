@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.api.access import host_of
 from core.api.conversations import conversation_or_404
-from core.api.errors import MAX_ID, ApiError, field_error, id_from_path, json_body, not_found, validate
+from core.api.errors import MAX_ID, ApiError, field_error, id_from_path, json_body, not_found, validate_query
 from core.api.views import message_json
 from core.host import Host
 from core.storage.models import Conversation, Message
@@ -52,7 +52,7 @@ async def send_upload(host: Host, conversation: Conversation, upload: UploadFile
 async def list_messages(request: Request) -> Response:
     """Newest first; `next_before` is the `before` of the next (older) page, or null."""
     conversation = await conversation_or_404(request.path_params["conversation_id"])
-    page = validate(Page, dict(request.query_params))
+    page = validate_query(Page, request)
     rows = Message.filter(conversation_id=conversation.id)
     if page.before:
         rows = rows.filter(id__lt=page.before)
@@ -89,7 +89,7 @@ async def get_message(request: Request) -> Response:
     message = await Message.get_or_none(id=row_id) if row_id is not None else None
     if message is None:
         raise not_found(f"message {raw_id}")
-    if validate(MessageQuery, dict(request.query_params)).refresh:
+    if validate_query(MessageQuery, request).refresh:
         try:
             message = await host.refresh_status(message.id)
         except ProviderError as exc:

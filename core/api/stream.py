@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core.api.access import host_of
-from core.api.errors import field_error, validate
+from core.api.errors import field_error, validate_query
 
 HEARTBEAT_SECONDS = 15.0
 #: Rows held behind an older open transaction are read again after this, doubling up to
@@ -36,7 +36,7 @@ async def events(request: Request) -> Response:
     header = request.headers.get(RESUME_HEADER)
     if header is not None and not _is_event_id(header):
         raise field_error(RESUME_HEADER, "expected an event id (a whole number)")
-    given = int(header) if header is not None else validate(EventsQuery, dict(request.query_params)).last_event_id
+    given = int(header) if header is not None else validate_query(EventsQuery, request).last_event_id
     waiter = bus.subscribe()
     try:
         cursor = await bus.start_cursor(given)
