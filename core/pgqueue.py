@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, QueueManager, Queries
+from pgqueuer.domain.settings import DBSettings
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as PgqJob
 from tortoise.connection import get_connection
@@ -290,24 +291,55 @@ class LaneConsumer:
 # --------------------------------------------------------------------------- schema
 
 
+#: pgqueuer's names (its defaults: hookline does not change its settings).
+_PGQ = DBSettings()
+_PGQ_TABLE, _PGQ_FUNCTION = _PGQ.qualify(_PGQ.queue_table), _PGQ.qualify(_PGQ.function)
+#: pgqueuer's change trigger fires FOR EACH STATEMENT, so a statement that inserts no pgqueuer row
+#: notifies every consumer all the same — and hookline's intake statement holds such an insert
+#: (a lane's first job only, `_lanes_of_jobs`), so every webhook woke every instance, and each
+#: notice waited in pgqueuer's unbounded in-memory queue until the busy consumer read it: under
+#: sustained load a worker's memory grew by ~1 KB per webhook (bench soak, docs/performance.md).
+#: Per row, only real changes notify; PostgreSQL folds a transaction's identical notices into
+#: one. pgqueuer's upgrade compares a trigger by name, table and function, so it keeps this one.
+_ROW_LEVEL_NOTIFY = (
+    f"DROP TRIGGER IF EXISTS {_PGQ.trigger} ON {_PGQ_TABLE};"
+    f" CREATE TRIGGER {_PGQ.trigger} AFTER INSERT OR UPDATE OR DELETE ON {_PGQ_TABLE}"
+    f" FOR EACH ROW EXECUTE FUNCTION {_PGQ_FUNCTION}();"
+    f" CREATE OR REPLACE TRIGGER {_PGQ.trigger}_truncate AFTER TRUNCATE ON {_PGQ_TABLE}"
+    f" FOR EACH STATEMENT EXECUTE FUNCTION {_PGQ_FUNCTION}();"
+)
+_NOTIFIES_PER_ROW = (
+    "SELECT coalesce(bool_and(tgtype & 1 = 1), false) FROM pg_trigger"  # TRIGGER_TYPE_ROW
+    " WHERE tgname = $1 AND tgrelid = to_regclass($2)"
+)
+
+
 async def queue_schema_installed(url: str) -> bool:
+    """pgqueuer's schema is there, with its change trigger per row (an install by an older
+    hookline notifies per statement: `hookline migrate` replaces it)."""
     connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
-        return bool(await Queries(AsyncpgDriver(connection)).schema_is_installed())
+        if not await Queries(AsyncpgDriver(connection)).schema_is_installed():
+            return False
+        return bool(await connection.fetchval(_NOTIFIES_PER_ROW, _PGQ.trigger, _PGQ_TABLE))
     finally:
         await connection.close()
 
 
 async def install_queue_schema(url: str) -> bool:
-    """pgqueuer's tables, trigger and types (`hookline migrate` on PostgreSQL); True if installed now."""
+    """pgqueuer's tables, trigger and types (`hookline migrate` on PostgreSQL), its change trigger
+    made per row; True if installed now."""
     connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
         queries = Queries(AsyncpgDriver(connection))
-        if await queries.schema_is_installed():
+        installed = await queries.schema_is_installed()
+        if installed:
             await queries.upgrade()
-            return False
-        await queries.install()
-        return True
+        else:
+            await queries.install()
+        async with connection.transaction():
+            await connection.execute(_ROW_LEVEL_NOTIFY)
+        return not installed
     finally:
         await connection.close()
 
