@@ -272,12 +272,20 @@ def _measures(builder: RequestBuilder, database: str) -> str:
 PEERS = {"twilio": "peer-flask-twilio", "meta1": "peer-pywa-meta"}
 
 
-def hookline_inbound(load: Load, key: str, name: str, database: str, duration: float | None = None) -> CaseResult:
+#: `hookline serve` without its queue workers: the web tier of scale mode (docs/deploy.md), whose
+#: jobs `hookline worker` processes run.
+WEB_ONLY = ("--no-queue",)
+
+
+def hookline_inbound(load: Load, key: str, name: str, database: str, duration: float | None = None,
+                     serve_args: tuple[str, ...] = ()) -> CaseResult:
     """`hookline serve` with the builder's provider and number, on a fresh SQLite file or a
     throwaway PostgreSQL database, loaded with the builder's file; then the stored-row check."""
     requests = load.files[key]
     builder = requests.builder
-    case = CaseResult(name, _measures(builder, database), batch=builder.batch, key=f"{key}-{database}",
+    web_only = serve_args == WEB_ONLY
+    case = CaseResult(name, _measures(builder, database) + ("; web only: no queue workers in the process" if web_only else ""),
+                      batch=builder.batch, key=f"{key}-{database}" + ("-web" if web_only else ""),
                       compare_to=f"ceiling-insert-{database}", peer=PEERS.get(key))
     home = load.workdir / case.key
     home.mkdir(parents=True, exist_ok=True)
@@ -290,7 +298,8 @@ def hookline_inbound(load: Load, key: str, name: str, database: str, duration: f
         try:
             if database == "postgres":
                 servers.run_once([str(servers.BIN / "hookline"), "migrate", "--config", str(config)], cwd=home)
-            with servers.serving(servers.hookline_command(config, load.hookline_port), load.hookline_port, log, home) as server:
+            command = servers.hookline_command(config, load.hookline_port) + list(serve_args)
+            with servers.serving(command, load.hookline_port, log, home) as server:
                 measured = _load(case, load, server, requests, backends, duration)
             stored = storage.count_stored(count_target, builder.provider, *builder.ids_of(requests.warm_end, requests.end))
         finally:
@@ -344,6 +353,11 @@ def all_cases(builders: dict[str, RequestBuilder]) -> list[Case]:
                 cases.append(Case(f"{key}-{database}", name, key,
                                   lambda load, key=key, name=name, database=database: hookline_inbound(load, key, name, database),
                                   database, needs))
+    web = "twilio inbound: PostgreSQL, web only (serve --no-queue)"
+    cases.insert(next(i for i, case in enumerate(cases) if case.key == "twilio-postgres") + 1,
+                 Case("twilio-postgres-web", web, "twilio",
+                      lambda load: hookline_inbound(load, "twilio", web, "postgres", serve_args=WEB_ONLY),
+                      "postgres", ("ceiling-insert-postgres", PEERS["twilio"])))
     cases.append(Case("outbound-ceiling", "outbound ceiling: httpx loop to the fake", None, outbound.outbound_ceiling))
     for database, label in DATABASES.items():
         cases.append(Case(f"outbound-{database}", f"outbound drain: {label}", None,

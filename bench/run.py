@@ -103,7 +103,8 @@ def main() -> int:
             if case not in running:
                 results.append(case.skipped("--no-postgres"))
                 continue
-            print(f"bench: {case.key} ({args.warmup:g} s warm-up + {args.duration:g} s)…", flush=True)
+            shape = f"{args.warmup:g} s warm-up + {args.duration:g} s" if case.file else "a pre-filled queue drained"
+            print(f"bench: {case.key} ({shape})…", flush=True)
             try:
                 result = case.run(load)
             except KeyboardInterrupt:

@@ -40,6 +40,8 @@ def _case(key: str, rate: float, p99: float = 10.0, status: str = "ok", **fields
 def test_a_selection_brings_the_ceilings_and_peers_its_ratios_need() -> None:
     plan = [case.key for case in cases.select(cases.all_cases(_builders()), ["twilio-postgres"])]
     assert plan == ["ceiling", "ceiling-insert-postgres", "peer-flask-twilio", "twilio-postgres"]
+    web = [case.key for case in cases.select(cases.all_cases(_builders()), ["web"])]
+    assert web == ["ceiling", "ceiling-insert-postgres", "peer-flask-twilio", "twilio-postgres-web"]
     outbound = [case.key for case in cases.select(cases.all_cases(_builders()), ["outbound"])]
     assert outbound == ["ceiling", "outbound-ceiling", "outbound-sqlite", "outbound-postgres"]
     with pytest.raises(ValueError, match="names no case"):
@@ -55,17 +57,18 @@ def test_targets_are_met_not_met_or_not_measured() -> None:
         _case("peer-pywa-meta", 900.0, status="failed", compare_to=None),
     ]
     verdicts = [target.verdict for target in targets.judge(results, None)]
-    share, p99 = targets.judge(results, None)[:2]
+    share, web_share, p99 = targets.judge(results, None)[:3]
     assert share.met is True and "0.65" in share.measured
+    assert web_share.met is None  # the web-tier case did not run
     assert p99.met is False and "1 of 2 within" in p99.measured and "meta1-postgres" in p99.measured
     peers = [target for target in targets.judge(results, None) if target.goal.startswith("ahead")]
     assert [peer.met for peer in peers] == [True, None]  # a failed peer is no comparison
-    assert verdicts.count("not measured") == 5  # soak, both outbound, start-up and the failed peer
+    assert verdicts.count("not measured") == 6  # web tier, soak, both outbound, start-up, the failed peer
 
 
 def test_the_soak_is_judged_on_its_curve() -> None:
     def soak(series: list[tuple[float, float]]) -> targets.Target:
-        return targets.judge([_case("soak-twilio-postgres", 500.0, rss_series=series)], None)[2]
+        return targets.judge([_case("soak-twilio-postgres", 500.0, rss_series=series)], None)[3]
 
     flat = [(float(t), 100.0 + t / 300) for t in range(0, 301, 10)]
     assert soak(flat).met is True
