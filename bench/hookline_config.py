@@ -13,13 +13,13 @@ from pathlib import Path
 from bench.signed_requests import RequestBuilder
 
 
-def write(path: Path, port: int, database_url: str, builder: RequestBuilder) -> None:
-    path.write_text(
-        f"""[server]
+def text(port: int, database_url: str, data_dir: Path, plugins_and_numbers: str) -> str:
+    """The server, database and logging tables every bench config has, then the case's own."""
+    return f"""[server]
 host = "127.0.0.1"
 port = {port}
 public_url = "http://127.0.0.1:{port}"
-data_dir = "{path.parent / 'data'}"
+data_dir = "{data_dir}"
 
 [database]
 url = "{database_url}"
@@ -27,6 +27,8 @@ url = "{database_url}"
 [logging]
 level = "warning"
 
-{builder.number_toml()}""",
-        encoding="utf-8",
-    )
+{plugins_and_numbers}"""
+
+
+def write(path: Path, port: int, database_url: str, builder: RequestBuilder) -> None:
+    path.write_text(text(port, database_url, path.parent / "data", builder.number_toml()), encoding="utf-8")

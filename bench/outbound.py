@@ -55,7 +55,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, rss, servers, storage
+from bench import cpu, hookline_config, rss, servers, storage
 from bench.cases import DATABASES, CaseResult, Drain, Load, _database, _log_problems
 
 CUSTOMERS = 500
@@ -288,24 +288,12 @@ app_secret = "bench-secret"
 verify_token = "bench-verify"
 api_base_url = "{fake_url}"
 """ for index in range(NUMBERS))
-    path.write_text(f"""[server]
-host = "127.0.0.1"
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-data_dir = "{path.parent / 'data'}"
-
-[database]
-url = "{database_url}"
-
-[logging]
-level = "warning"
-
-[plugins]
+    path.write_text(hookline_config.text(port, database_url, path.parent / "data", f"""[plugins]
 enabled = ["meta"]
 
 [plugins.meta]
 mark_read = false
-{numbers}""", encoding="utf-8")
+{numbers}"""), encoding="utf-8")
 
 
 def _fill(config: Path, count: int, home: Path) -> list[int]:

@@ -14,8 +14,9 @@ from pathlib import Path
 INTERVAL = 0.25
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (every thread's), from /proc."""
+    found: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
             found += [int(child) for child in (task / "children").read_text().split()]
@@ -36,7 +37,7 @@ def tree_rss_mb(pid: int) -> float:
                     break
         except OSError:
             continue
-        pending += _children(current)
+        pending += children(current)
     return total_kb * 1024 / 1e6
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import servers
+from bench import rss, servers
 from bench.cases import CaseResult, Load, _load, _log_problems, _ok_answers
 from bench.peers import environment
 from bench.signed_requests import MetaInbound
@@ -35,21 +35,11 @@ def uvicorn_command(bin_dir: Path, port: int) -> list[str]:
             "--port", str(port), "--no-access-log", "--log-level", "warning"]
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(child) for child in (task / "children").read_text().split()]
-    except OSError:
-        pass
-    return found
-
-
 @contextmanager
 def _worker(server: servers.Running) -> Iterator[servers.Running]:
     """gunicorn's worker as the server under test: its CPU and RSS are the per-worker numbers
     (as uvicorn's single process is for the others); the master only supervises."""
-    workers = _children(server.pid)
+    workers = rss.children(server.pid)
     yield servers.Running(server.url, workers[0]) if len(workers) == 1 else server
 
 
