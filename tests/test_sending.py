@@ -124,8 +124,12 @@ async def test_transient_errors_past_max_attempts_end_failed_retries_exhausted(t
             stored = await Message.get(id=message.id)
             assert (stored.status, stored.error_code) == (DeliveryStatus.FAILED, "retries_exhausted")
             assert "503" in stored.error_text
-            job = await Job.get(kind="send")
-            assert (job.state, job.attempts) == ("dead", 3)
+            # The message is marked failed by the dead handler, then the job is buried: wait for both.
+            async def buried() -> bool:
+                return (await Job.get(kind="send")).state == "dead"
+
+            await eventually(buried, timeout=5)
+            assert (await Job.get(kind="send")).attempts == 3
     assert len(fake.received) == 3
 
 
