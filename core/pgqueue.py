@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, QueueManager, Queries
-from pgqueuer.domain.settings import DBSettings
+from pgqueuer.core import listeners
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as PgqJob
 from tortoise.connection import get_connection
@@ -57,6 +57,36 @@ log = logging.getLogger("hookline.queue")
 
 LANE_ENTRYPOINT = "hookline_lane"
 SETTLE_MIN_DELAY = 0.05  # never wake a lane sooner than this: no busy loop on clock jitter
+
+#: Unread pgqueuer notices a consumer keeps; more are dropped (see BoundedNotices).
+MAX_PENDING_NOTICES = 1000
+
+
+class BoundedNotices(listeners.PGNoticeEventListener):
+    """pgqueuer's queue of NOTIFY wake-ups, bounded.
+
+    pgqueuer's change trigger fires once per statement on its table, even a statement that
+    changes no row, and hookline's intake statement holds such an insert (a lane's first job:
+    `_lanes_of_jobs`), so every webhook notifies every consumer. pgqueuer reads one notice per
+    job it dispatches or per wait, and keeps the rest in an unbounded asyncio.Queue: under
+    sustained load a worker grew ~1 KB per webhook (the bench soak: 129 MB at 1 min, 264 MB at
+    5). A notice only says "look again"; beyond a thousand unread ones another adds nothing, and
+    is dropped. (Making the trigger per row instead stops the flood but loses wake-ups: pgqueuer
+    discounts one notice per dispatched job and relies on the surplus; tests showed jobs waiting
+    for its 5 s poll.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=MAX_PENDING_NOTICES)
+
+    def put_nowait(self, item: Any) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            super().put_nowait(item)
+
+
+# QueueManager.run builds its queue from this name: every consumer in the process gets the bound.
+listeners.PGNoticeEventListener = BoundedNotices  # type: ignore[misc]
+
 
 def _lanes_of_jobs(delay_seconds: str) -> str:
     """After `enqueued`: each job's lane row, and a pgqueuer job for each lane that had none."""
@@ -291,55 +321,24 @@ class LaneConsumer:
 # --------------------------------------------------------------------------- schema
 
 
-#: pgqueuer's names (its defaults: hookline does not change its settings).
-_PGQ = DBSettings()
-_PGQ_TABLE, _PGQ_FUNCTION = _PGQ.qualify(_PGQ.queue_table), _PGQ.qualify(_PGQ.function)
-#: pgqueuer's change trigger fires FOR EACH STATEMENT, so a statement that inserts no pgqueuer row
-#: notifies every consumer all the same — and hookline's intake statement holds such an insert
-#: (a lane's first job only, `_lanes_of_jobs`), so every webhook woke every instance, and each
-#: notice waited in pgqueuer's unbounded in-memory queue until the busy consumer read it: under
-#: sustained load a worker's memory grew by ~1 KB per webhook (bench soak, docs/performance.md).
-#: Per row, only real changes notify; PostgreSQL folds a transaction's identical notices into
-#: one. pgqueuer's upgrade compares a trigger by name, table and function, so it keeps this one.
-_ROW_LEVEL_NOTIFY = (
-    f"DROP TRIGGER IF EXISTS {_PGQ.trigger} ON {_PGQ_TABLE};"
-    f" CREATE TRIGGER {_PGQ.trigger} AFTER INSERT OR UPDATE OR DELETE ON {_PGQ_TABLE}"
-    f" FOR EACH ROW EXECUTE FUNCTION {_PGQ_FUNCTION}();"
-    f" CREATE OR REPLACE TRIGGER {_PGQ.trigger}_truncate AFTER TRUNCATE ON {_PGQ_TABLE}"
-    f" FOR EACH STATEMENT EXECUTE FUNCTION {_PGQ_FUNCTION}();"
-)
-_NOTIFIES_PER_ROW = (
-    "SELECT coalesce(bool_and(tgtype & 1 = 1), false) FROM pg_trigger"  # TRIGGER_TYPE_ROW
-    " WHERE tgname = $1 AND tgrelid = to_regclass($2)"
-)
-
-
 async def queue_schema_installed(url: str) -> bool:
-    """pgqueuer's schema is there, with its change trigger per row (an install by an older
-    hookline notifies per statement: `hookline migrate` replaces it)."""
     connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
-        if not await Queries(AsyncpgDriver(connection)).schema_is_installed():
-            return False
-        return bool(await connection.fetchval(_NOTIFIES_PER_ROW, _PGQ.trigger, _PGQ_TABLE))
+        return bool(await Queries(AsyncpgDriver(connection)).schema_is_installed())
     finally:
         await connection.close()
 
 
 async def install_queue_schema(url: str) -> bool:
-    """pgqueuer's tables, trigger and types (`hookline migrate` on PostgreSQL), its change trigger
-    made per row; True if installed now."""
+    """pgqueuer's tables, trigger and types (`hookline migrate` on PostgreSQL); True if installed now."""
     connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
         queries = Queries(AsyncpgDriver(connection))
-        installed = await queries.schema_is_installed()
-        if installed:
+        if await queries.schema_is_installed():
             await queries.upgrade()
-        else:
-            await queries.install()
-        async with connection.transaction():
-            await connection.execute(_ROW_LEVEL_NOTIFY)
-        return not installed
+            return False
+        await queries.install()
+        return True
     finally:
         await connection.close()
 

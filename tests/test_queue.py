@@ -507,77 +507,16 @@ async def test_a_postponed_job_uses_no_attempt_and_keeps_its_place_before_its_ke
     assert [name for name in order if name != "elsewhere"] == ["postponed", "postponed", "postponed", "first", "second"]
 
 
-@pytest.fixture
-def pg_url(postgres_url: str | None) -> str:
-    return clean_postgres(postgres_url)
+def test_unread_pgqueuer_notices_are_bounded():
+    """Each webhook notifies every consumer; pgqueuer keeps what it has not read. A flood of
+    notices (a busy worker under sustained load) must not grow its memory without end."""
+    from pgqueuer.core import listeners
 
+    from core.pgqueue import MAX_PENDING_NOTICES, BoundedNotices
 
-async def test_only_a_lanes_first_job_notifies_the_pgqueuer_consumers(pg_url: str):
-    """A job joining a lane that has work inserts no pgqueuer row, and must notify nobody: every
-    instance's consumer would wake for nothing, and pgqueuer keeps unread notices in memory
-    (a busy worker grew ~1 KB per webhook). pgqueuer's trigger is made per row for this."""
-    import asyncpg
-
-    from core.pgqueue import PgQueue, asyncpg_dsn
-
-    url = pg_url
-    notices: list[str] = []
-    listener = await asyncpg.connect(asyncpg_dsn(url))
-    await listener.add_listener("ch_pgqueuer", lambda *args: notices.append(args[-1]))
-    try:
-        async with storage(url):
-            queue = PgQueue(url)
-            await enqueue(queue, "k", {"n": 0}, key="lane-a")
-            await eventually(lambda: len(notices) == 1)
-            for n in range(1, 6):
-                await enqueue(queue, "k", {"n": n}, key="lane-a")
-            await enqueue(queue, "k", {"n": 6}, key="lane-b")  # a new lane: its pgqueuer job notifies
-            await eventually(lambda: len(notices) == 2)
-            await asyncio.sleep(0.3)
-            assert len(notices) == 2
-            assert await Job.filter(ordering_key="lane-a").count() == 6
-    finally:
-        await listener.close()
-
-
-async def test_a_pgqueuer_trigger_per_statement_is_a_pending_migration_until_migrate_replaces_it(pg_url: str):
-    """What an install by an older hookline left: `serve` must not start on it (it reports the
-    queue schema pending), and `hookline migrate` makes the trigger per row."""
-    import asyncpg
-
-    from core.pgqueue import asyncpg_dsn, queue_schema_installed
-    from core.storage.database import QUEUE_SCHEMA, migrate, pending_migrations
-
-    url = pg_url
-    connection = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await connection.execute(
-            "DROP TRIGGER tg_pgqueuer_changed ON pgqueuer; DROP TRIGGER tg_pgqueuer_changed_truncate ON pgqueuer;"
-            " CREATE TRIGGER tg_pgqueuer_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgqueuer"
-            " EXECUTE FUNCTION fn_pgqueuer_changed()"
-        )
-        assert not await queue_schema_installed(url)
-        async with _open(url):
-            assert await pending_migrations(url) == [QUEUE_SCHEMA]
-            assert await migrate(url) == [QUEUE_SCHEMA]
-            assert await pending_migrations(url) == []
-        assert await queue_schema_installed(url)
-        levels = await connection.fetch(
-            "SELECT tgname, tgtype & 1 = 1 AS per_row FROM pg_trigger WHERE tgrelid = 'pgqueuer'::regclass"
-            " AND NOT tgisinternal ORDER BY tgname")
-        assert [(row["tgname"], row["per_row"]) for row in levels] == [
-            ("tg_pgqueuer_changed", True), ("tg_pgqueuer_changed_truncate", False)]
-    finally:
-        await connection.close()
-
-
-@asynccontextmanager
-async def _open(url: str) -> AsyncIterator[None]:
-    """Storage open without preparing the schema (`storage` would refuse the pending one)."""
-    from core.storage.database import close_storage, open_storage
-
-    await open_storage(url)
-    try:
-        yield
-    finally:
-        await close_storage()
+    notices = listeners.PGNoticeEventListener()  # what QueueManager.run makes
+    assert isinstance(notices, BoundedNotices)
+    for n in range(MAX_PENDING_NOTICES * 3):
+        notices.put_nowait(n)  # type: ignore[arg-type]
+    assert notices.qsize() == MAX_PENDING_NOTICES
+    assert notices.get_nowait() == 0  # the oldest are kept: a wake-up is a wake-up
