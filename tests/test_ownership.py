@@ -51,13 +51,18 @@ async def test_transfer_is_atomic_and_a_repeat_is_a_no_op(tmp_path, database_url
 
 
 async def test_a_bot_message_queued_before_a_human_took_over_is_dropped(tmp_path, database_url):
-    with running_fake_api(delay=0.3) as fake:
+    # The fake API holds each send 1.5 s (and records it after): once bot 1's job is running and
+    # past its owner check, bot 2, the takeover and the reply all happen while bot 1 is in flight,
+    # even on a busy machine. (Waiting for the fake to record bot 1 was a race: its job was then
+    # done and bot 2 could be claimed before the takeover.)
+    with running_fake_api(delay=1.5) as fake:
         runtime = runtime_for(write_config(tmp_path, database_url, api_url=fake.url))
         async with started(runtime):
             conversation = await runtime.host.conversation_with("n1", "+15550100123")
             await runtime.host.transfer(conversation, "bot")
             first = await runtime.host.send_text(conversation, "bot 1", sender="bot")  # in flight (slow API)
-            await eventually(lambda: len(fake.received) == 1)
+            await eventually(lambda: Job.filter(kind="send", state="running").exists())
+            await asyncio.sleep(0.3)  # past the owner check, inside the fake's 1.5 s
             queued = await runtime.host.send_text(conversation, "bot 2", sender="bot")  # waits behind it
             await runtime.host.transfer(conversation, "human", by="agent")
             human = await runtime.host.send_text(conversation, "agent here", sender="human")
