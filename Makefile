@@ -10,12 +10,18 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hookline needs Python 3.11 or newer (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
+
+# What the tests need beyond the server (Playwright, hypothesis, schemathesis…): `make run` skips it.
+TEST_STAMP := $(VENV)/.test-installed
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
 
 # The example channel, a package of its own (examples/hookline-telegram): installed for the tests only.
 EXAMPLES := $(VENV)/.examples-installed
-$(EXAMPLES): $(STAMP) examples/hookline-telegram/pyproject.toml
+$(EXAMPLES): $(TEST_STAMP) examples/hookline-telegram/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e './examples/hookline-telegram[test]'
 	@touch $(EXAMPLES)
 
